@@ -1,0 +1,122 @@
+"""create_app(settings): the one place where the parts are built and wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable
+
+from aiohttp import web
+
+from api import db
+from api.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.clock import Clock, system_clock
+from api.graphiql import add_graphiql_assets
+from api.metrics import metrics_handler
+from api.middleware import cors, security_headers
+from api.overload import LoopLag, in_flight_limit
+from api.services import Services
+from api.settings import Settings
+from api.telemetry import add_telemetry
+
+log = logging.getLogger("graphgate")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 when the database (and Redis, if configured) answer within a second; else 503."""
+    checks: dict[str, Awaitable[None]] = {"database": db.ping()}
+    feed = request.app[SERVICES_KEY].revocations.feed
+    if feed is not None:
+        checks["redis"] = feed.ping()
+    results = await asyncio.gather(*checks.values(), return_exceptions=True)
+    states = {}
+    for name, result in zip(checks, results, strict=True):
+        states[name] = "down" if isinstance(result, BaseException) else "up"
+        if isinstance(result, BaseException):
+            log.warning("readiness check: %s does not answer (%r)", name, result)
+    ready = all(state == "up" for state in states.values())
+    body = {"status": "ok" if ready else "unavailable", **states}
+    return web.json_response(body, status=200 if ready else 503)
+
+
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SERVICES_KEY].keys.jwks)
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES_KEY]
+    async with services.revocations.running(services.settings.redis_url):
+        yield
+    services.hasher.close()
+
+
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Subscription events: in-process, and shared over Redis when REDIS_URL is set."""
+    services = app[SERVICES_KEY]
+    async with services.events.running(services.settings.redis_url):
+        yield
+
+
+async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Deliver mail in the background; at shutdown, drain the queue (bounded)."""
+    services = app[SERVICES_KEY]
+    async with services.mailer.running(services.settings.shutdown_timeout):
+        yield
+
+
+async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[LOOP_LAG_KEY].watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
+    """The whole service: database, auth services, GraphQL view, health endpoints."""
+    from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+    from schema.build import build_schema
+    from schema.context import AuthGraphQLView
+
+    # security_headers outermost: CORS preflights and overload answers get the headers too.
+    app = web.Application(
+        middlewares=[
+            security_headers,
+            cors(settings.cors_origins),
+            in_flight_limit(settings.max_in_flight),
+        ]
+    )
+    app[SETTINGS_KEY] = settings
+    app[SERVICES_KEY] = services = Services.build(settings, clock)
+    app[LOOP_LAG_KEY] = LoopLag()
+    add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
+    app.cleanup_ctx.append(loop_lag_ctx)
+    app.cleanup_ctx.append(db.database_ctx)
+    app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.append(events_ctx)
+    app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes
+
+    view = AuthGraphQLView(
+        schema=build_schema(settings),
+        graphql_ide="graphiql" if settings.graphiql else None,
+        allow_queries_via_get=settings.get_queries,
+        settings=settings,
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the contract's one protocol
+        # Browsers on these origins may open the WebSocket too (same origin always may).
+        allowed_origins=settings.cors_origins,
+    )
+    app.router.add_route("*", "/graphql", view)
+    app.on_shutdown.append(view.close_sockets)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/.well-known/jwks.json", jwks)
+    app.router.add_get("/metrics", metrics_handler(services.metrics, settings.metrics_token))
+    if settings.graphiql:
+        add_graphiql_assets(app)
+    return app

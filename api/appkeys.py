@@ -1,0 +1,16 @@
+"""Every web.AppKey the app stores things under."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from api.overload import LoopLag
+    from api.services import Services
+    from api.settings import Settings
+
+SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
+SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
+LOOP_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("loop_lag")

@@ -1,0 +1,60 @@
+"""Fresh authentication: sensitive changes need the password, or a recent sign-in.
+
+A stolen access token is good for minutes; it should not be enough to change the account's
+email, delete it, or hand out roles. The token's `auth_time` says when the user last typed
+their password; past FRESH_AUTH_MAX_AGE the password must come with the request.
+"""
+
+from __future__ import annotations
+
+from api.auth.audit import AuditLog
+from api.auth.passwords import PasswordHasher, check_password
+from api.auth.ratelimit import RateLimiter
+from api.auth.sessions import ClientInfo
+from api.clock import Clock
+from api.errors import FreshLoginRequiredError, InvalidCredentialsError, RateLimitedError
+from api.models import User
+
+
+class FreshAuth:
+    """Decides whether a request may do something sensitive without re-entering a password."""
+
+    def __init__(
+        self,
+        max_age: int,
+        clock: Clock,
+        hasher: PasswordHasher,
+        limiter: RateLimiter,
+        audit: AuditLog,
+    ) -> None:
+        self._max_age = max_age
+        self._clock = clock
+        self._hasher = hasher
+        self._limiter = limiter
+        self._audit = audit
+
+    def require(self, auth_time: int) -> None:
+        """FRESH_LOGIN_REQUIRED unless the password was entered within FRESH_AUTH_MAX_AGE."""
+        if self._clock() - auth_time > self._max_age:
+            raise FreshLoginRequiredError()
+
+    async def confirm(
+        self, user: User, password: str | None, auth_time: int, client: ClientInfo
+    ) -> None:
+        """Accept a correct password, or else a fresh sign-in.
+
+        A wrong password is INVALID_CREDENTIALS and counts as a failed login for the email
+        (RATE_LIMIT_PER_EMAIL): a stolen token cannot be used to guess the password.
+        """
+        if password is None:
+            self.require(auth_time)
+            return
+        check_password(password)
+        wait = await self._limiter.email_locked(user.email)
+        if wait is not None:
+            raise RateLimitedError(wait)
+        ok, _ = await self._hasher.verify(password, user.password_hash)
+        if not ok:
+            await self._limiter.record_login_failure(user.email, client.ip)
+            await self._audit.record("password_confirm_failed", user_id=user.id, ip=client.ip)
+            raise InvalidCredentialsError("The password is wrong.")

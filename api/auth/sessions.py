@@ -1,0 +1,323 @@
+"""Sessions: start one per login, rotate its refresh token, end it.
+
+A session is a refresh-token family. Rotation is one compare-and-set UPDATE on the hash of
+the session's current refresh `jti`, so of concurrent refreshes with one token exactly one
+wins, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
+
+from api.auth.audit import AuditLog
+from api.auth.ratelimit import RateLimiter
+from api.auth.revocation import ENDED, RevocationList
+from api.auth.tokens import TokenService, hash_jti, new_jti
+from api.clock import Clock, to_datetime
+from api.errors import (
+    InvalidTokenError,
+    RefreshTokenReusedError,
+    SessionExpiredError,
+    TokenExpiredError,
+    TokenRevokedError,
+)
+from api.metrics import Metrics
+from api.models import Session, User
+from api.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Where a request came from, as recorded on sessions and audit events."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    refresh_expires_in: int
+    user: User
+    session_id: str
+
+
+class SessionService:
+    """Every way a session begins, moves on, or ends."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tokens: TokenService,
+        revocations: RevocationList,
+        audit: AuditLog,
+        clock: Clock,
+        limiter: RateLimiter,
+        metrics: Metrics,
+    ) -> None:
+        self._limiter = limiter
+        self._metrics = metrics
+        self._tokens = tokens
+        self._revocations = revocations
+        self._audit = audit
+        self._clock = clock
+        self._refresh_ttl = settings.refresh_token_ttl
+        self._max_age = settings.session_max_age
+        self._grace = settings.refresh_reuse_grace
+
+    async def start(
+        self,
+        user: User,
+        *,
+        device: str | None,
+        client: ClientInfo,
+        using_db: BaseDBAsyncClient | None = None,
+    ) -> IssuedPair:
+        """A new session for a user who just proved their password."""
+        iat = int(self._clock())
+        jti = new_jti()
+        max_exp = iat + self._max_age
+        exp = min(iat + self._refresh_ttl, max_exp)
+        session = await Session.create(
+            id=uuid.uuid4(),
+            user=user,
+            device=device[:200] if device else None,
+            user_agent=client.user_agent[:500] if client.user_agent else None,
+            ip=client.ip,
+            created_at=to_datetime(iat),
+            last_used_at=to_datetime(iat),
+            expires_at=to_datetime(exp),
+            max_expires_at=to_datetime(max_exp),
+            auth_time=iat,
+            current_jti_hash=hash_jti(jti),
+            using_db=using_db,
+        )
+        return self._pair(user, session, jti, iat, exp)
+
+    def _pair(self, user: User, session: Session, jti: str, iat: int, exp: int) -> IssuedPair:
+        sid = str(session.id)
+        # Tokens issued after an access cut-off must carry an `iat` at or past it.
+        access_iat = max(iat, session.access_not_before)
+        access, access_exp = self._tokens.issue_access(
+            sub=str(user.id), sid=sid, roles=user.roles, auth_time=session.auth_time, iat=access_iat
+        )
+        refresh = self._tokens.issue_refresh(sub=str(user.id), sid=sid, jti=jti, iat=iat, exp=exp)
+        return IssuedPair(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=access_exp - iat,
+            refresh_expires_in=exp - iat,
+            user=user,
+            session_id=sid,
+        )
+
+    async def rotate(self, refresh_token: str, client: ClientInfo) -> IssuedPair:
+        """Spend a refresh token and issue the next pair of its session."""
+        await self._limiter.hit_ip(client.ip)
+        try:
+            claims = self._tokens.verify_refresh(refresh_token)
+        except TokenExpiredError as exc:
+            raise SessionExpiredError() from exc
+        key = _uuid(claims.sid)
+        session = None if key is None else await Session.get_or_none(id=key).select_related("user")
+        if session is None or str(session.user_id) != claims.sub:
+            raise InvalidTokenError()
+        if session.ended_at is not None or not session.user.is_active:
+            raise TokenRevokedError()
+        now = self._clock()
+        if now >= session.max_expires_at.timestamp() or now >= session.expires_at.timestamp():
+            await self.end([session.id], reason="expired", client=client)
+            raise SessionExpiredError()
+
+        presented = hash_jti(claims.jti)
+        if presented == session.current_jti_hash:
+            pair = await self._swap(session, presented, now, client)
+            if pair is not None:
+                return pair
+            session = await Session.get(id=session.id).select_related("user")
+        if self._within_grace(session, presented, now):
+            # A client that lost the response retries the spent token: it gets the next
+            # pair of the same session, which spends whatever the first answer carried.
+            for _ in range(3):
+                pair = await self._swap(session, session.current_jti_hash, now, client)
+                if pair is not None:
+                    return pair
+                session = await Session.get(id=session.id).select_related("user")
+        await self.end([session.id], reason="reuse", client=client, kind="refresh_reuse_detected")
+        self._metrics.refresh_reuse.inc()
+        raise RefreshTokenReusedError()
+
+    def _within_grace(self, session: Session, presented: str, now: float) -> bool:
+        return (
+            self._grace > 0
+            and session.ended_at is None
+            and session.previous_jti_hash == presented
+            and session.rotated_at is not None
+            and now - session.rotated_at.timestamp() <= self._grace
+        )
+
+    async def _swap(
+        self, session: Session, expected_hash: str, now: float, client: ClientInfo
+    ) -> IssuedPair | None:
+        """Compare-and-set the session's current jti hash; None when another request won."""
+        iat = int(now)
+        jti = new_jti()
+        exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
+        async with in_transaction() as conn:  # the rotation and its audit event commit together
+            updated = (
+                await Session.filter(
+                    id=session.id, current_jti_hash=expected_hash, ended_at__isnull=True
+                )
+                .using_db(conn)
+                .update(
+                    current_jti_hash=hash_jti(jti),
+                    previous_jti_hash=expected_hash,
+                    rotated_at=to_datetime(now),
+                    last_used_at=to_datetime(now),
+                    expires_at=to_datetime(exp),
+                )
+            )
+            if updated != 1:
+                return None
+            await self._audit.record(
+                "refresh", user_id=session.user_id, ip=client.ip, using_db=conn
+            )
+        self._metrics.refreshes.inc()
+        return self._pair(session.user, session, jti, iat, exp)
+
+    async def end(
+        self,
+        sids: Sequence[uuid.UUID | str],
+        *,
+        reason: str,
+        client: ClientInfo,
+        kind: str | None = None,
+        user_id: object = None,
+        using_db: BaseDBAsyncClient | None = None,
+    ) -> int:
+        """End sessions (idempotent); their access tokens are refused from the next request."""
+        if not sids and kind is None:
+            return 0
+        now = to_datetime(self._clock())
+        async with in_transaction() if using_db is None else _nested(using_db) as conn:
+            rows = (
+                await Session.filter(id__in=list(sids), ended_at__isnull=True)
+                .using_db(conn)
+                .values_list("id", "user_id")
+            )
+            if rows:
+                await (
+                    Session.filter(id__in=[sid for sid, _ in rows])
+                    .using_db(conn)
+                    .update(ended_at=now, end_reason=reason)
+                )
+            if kind is not None:
+                owner = user_id if user_id is not None else (rows[0][1] if rows else None)
+                await self._audit.record(kind, user_id=owner, ip=client.ip, using_db=conn)
+        await self._revocations.announce(str(sid) for sid, _ in rows)
+        if rows:
+            self._metrics.revocations.labels(reason=reason).inc(len(rows))
+        return len(rows)
+
+    async def end_all(
+        self,
+        user_id: object,
+        *,
+        reason: str,
+        client: ClientInfo,
+        keep: str | None = None,
+        kind: str | None = None,
+        using_db: BaseDBAsyncClient | None = None,
+    ) -> int:
+        """End every live session of a user, except `keep`; returns how many ended.
+
+        With `kind`, an audit event of that kind commits with the ended sessions."""
+        query = Session.filter(user_id=user_id, ended_at__isnull=True)
+        if keep is not None:
+            query = query.exclude(id=_uuid(keep))
+        sids = await query.using_db(using_db).values_list("id", flat=True)
+        return await self.end(
+            list(sids),  # type: ignore[arg-type]
+            reason=reason,
+            client=client,
+            kind=kind,
+            user_id=user_id,
+            using_db=using_db,
+        )
+
+    async def renew(
+        self, user: User, sid: str, *, using_db: BaseDBAsyncClient | None = None
+    ) -> IssuedPair:
+        """After a password change: the same session continues with a fresh pair only.
+
+        Its earlier refresh token is spent and its earlier access tokens are cut off.
+        """
+        iat = int(self._clock())
+        jti = new_jti()
+        session = await Session.get(id=_uuid(sid), ended_at__isnull=True, using_db=using_db)
+        exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
+        session.current_jti_hash = hash_jti(jti)
+        session.previous_jti_hash = None
+        session.access_not_before = iat + 1
+        session.auth_time = iat
+        session.last_used_at = to_datetime(iat)
+        session.expires_at = to_datetime(exp)
+        await session.save(using_db=using_db)
+        await self._revocations.announce([sid], iat + 1)
+        return self._pair(user, session, jti, iat, exp)
+
+    async def cut_access(
+        self, user_id: object, *, using_db: BaseDBAsyncClient | None = None
+    ) -> None:
+        """Refuse the user's current access tokens; their sessions may refresh to new ones."""
+        not_before = int(self._clock()) + 1
+        query = Session.filter(user_id=user_id, ended_at__isnull=True).using_db(using_db)
+        sids = [str(sid) for sid in await query.values_list("id", flat=True)]
+        await Session.filter(id__in=sids).using_db(using_db).update(access_not_before=not_before)
+        await self._revocations.announce(sids, not_before)
+
+    async def live(self, user_id: object) -> list[Session]:
+        """The user's sessions that can still be refreshed, newest first."""
+        now = to_datetime(self._clock())
+        return (
+            await Session.filter(user_id=user_id, ended_at__isnull=True, expires_at__gt=now)
+            .filter(max_expires_at__gt=now)
+            .order_by("-created_at")
+        )
+
+    async def find_live(self, user_id: object, sid: str) -> Session | None:
+        key = _uuid(sid)
+        if key is None:
+            return None
+        return await Session.get_or_none(id=key, user_id=user_id, ended_at__isnull=True)
+
+    async def prune(self) -> int:
+        """Delete sessions that ended or expired long enough ago that no token of theirs lives."""
+        horizon = to_datetime(self._clock() - self._tokens.access_ttl - 120)
+        ended = await Session.filter(ended_at__lt=horizon).delete()
+        expired = await Session.filter(expires_at__lt=horizon).delete()
+        return ended + expired
+
+
+@contextlib.asynccontextmanager
+async def _nested(conn: BaseDBAsyncClient) -> AsyncIterator[BaseDBAsyncClient]:
+    """Run inside the caller's transaction."""
+    yield conn
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+__all__ = ["ENDED", "ClientInfo", "IssuedPair", "SessionService"]

@@ -1,0 +1,130 @@
+"""Tortoise configuration, migrations and the database cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiohttp import web
+from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.backends.base.executor import EXECUTOR_CACHE
+from tortoise.connection import get_connection
+from tortoise.exceptions import DBConnectionError
+from tortoise.migrations.executor import MigrationExecutor
+
+from api.appkeys import SETTINGS_KEY
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODELS = "api.models"
+MIGRATIONS = "api.migrations"
+_UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable
+    TimeoutError,  # connect or statement timeout
+    DBConnectionError,
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.InterfaceError,
+    # class 57: statement_timeout, admin/crash shutdown, starting up, database dropped...
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, memory
+)
+
+
+def connection(settings: Settings) -> str | dict[str, Any]:
+    """The default connection: SQLite as a URL (its folder created); PostgreSQL as a
+    credentials dict with the pool size and bounded connect and statement timeouts, so an
+    outage answers within seconds instead of hanging."""
+    url = settings.database_url
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = url[len("sqlite://") :].split("?", 1)[0]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return url
+    config = expand_db_url(url)
+    if config["engine"].endswith(("asyncpg", "psycopg")):
+        credentials = config["credentials"]
+        credentials.setdefault("minsize", 1)
+        credentials.setdefault("maxsize", settings.database_pool_size)
+        credentials.setdefault("timeout", settings.database_connect_timeout)
+        credentials.setdefault("command_timeout", settings.database_statement_timeout)
+    return config
+
+
+def tortoise_config(conn: str | dict[str, Any]) -> dict[str, Any]:
+    """The config dict for one connection, with our models and migrations package."""
+    return {
+        "connections": {"default": conn},
+        "apps": {
+            "models": {
+                "models": [MODELS],
+                "default_connection": "default",
+                "migrations": MIGRATIONS,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+# Used only by `tortoise -c api.db.TORTOISE_ORM makemigrations` when models change.
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")
+
+
+async def apply_migrations(config: dict[str, Any]) -> None:
+    """Apply pending migrations on the already initialised default connection."""
+    executor = MigrationExecutor(get_connection("default"), config["apps"])
+    await executor.migrate()
+
+
+async def migrate(settings: Settings) -> None:
+    """`python -m api migrate`: initialise, apply pending migrations, close."""
+    config = tortoise_config(connection(settings))
+    EXECUTOR_CACHE.clear()
+    await Tortoise.init(config=config)
+    try:
+        await apply_migrations(config)
+    finally:
+        await Tortoise.close_connections()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open the database for the app's lifetime (migrations are applied by `serve`)."""
+    settings = app[SETTINGS_KEY]
+    config = tortoise_config(connection(settings))
+    # Tortoise caches insert SQL per connection *name*, not dialect: a process that opened
+    # another database before (the test suite does) would reuse the other dialect's SQL.
+    EXECUTOR_CACHE.clear()
+    # Requests run in other tasks than start-up: let them find this context.
+    await Tortoise.init(config=config, _enable_global_fallback=True)
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
+
+
+async def ping() -> None:
+    """Raise if the database does not answer within a second."""
+    async with asyncio.timeout(1.0):
+        await get_connection("default").execute_query("SELECT 1")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database (or a dependency) is down or saturated,
+    as opposed to a bug: those answer SERVICE_UNAVAILABLE, not INTERNAL_SERVER_ERROR."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _UNAVAILABLE) or (
+            isinstance(seen, sqlite3.OperationalError) and "locked" in str(seen)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -1,0 +1,110 @@
+"""Logging: JSON lines (production default) or plain text, each line with its request's context.
+
+Every line written while a request is handled carries that request's `request_id`, and,
+once known, its GraphQL `operation` and the `user_id` of a verified token. Lines never carry
+tokens, passwords, headers or query strings: nothing here logs them, and the access line
+names the route, not the URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from pythonjsonlogger.json import JsonFormatter
+
+LOG_FORMATS = ("json", "text")
+CONTEXT_FIELDS = ("request_id", "operation", "operation_type", "user_id")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass
+class RequestScope:
+    """What is known about the request being handled; filled in as it is learnt."""
+
+    request_id: str
+    operation: str | None = None
+    operation_type: str | None = None
+    user_id: str | None = None
+    graphql_ok: bool | None = None  # set once a GraphQL operation was answered
+
+
+_CURRENT: ContextVar[RequestScope | None] = ContextVar("graphgate_request", default=None)
+
+
+def current_scope() -> RequestScope | None:
+    """The scope of the request this code runs for, if any."""
+    return _CURRENT.get()
+
+
+def enter_scope(scope: RequestScope) -> object:
+    """Make `scope` current; pass the result to `leave_scope`."""
+    return _CURRENT.set(scope)
+
+
+def leave_scope(token: object) -> None:
+    _CURRENT.reset(token)  # type: ignore[arg-type]
+
+
+def request_id_from(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a new one (no log injection)."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class ContextFilter(logging.Filter):
+    """Copies the current request's context onto each record (explicit `extra` wins)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scope = _CURRENT.get()
+        if scope is not None:
+            for name in CONTEXT_FIELDS:
+                value = getattr(scope, name)
+                if value is not None and not hasattr(record, name):
+                    setattr(record, name, value)
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The classic line, then the context as key=value pairs."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pairs = [
+            f"{name}={getattr(record, name)}"
+            for name in (*CONTEXT_FIELDS, "status", "duration_ms")
+            if getattr(record, name, None) is not None
+        ]
+        if not pairs:
+            return line
+        head, sep, rest = line.partition("\n")  # keep a traceback below the first line
+        return f"{head} {' '.join(pairs)}{sep}{rest}"
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+    )
+
+
+def configure_logging(log_format: str = "text", level: int = logging.INFO) -> None:
+    """One handler on the root logger, to stderr, in the chosen format (idempotent)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(json_formatter() if log_format == "json" else TextFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,144 @@
+"""Prometheus metrics: one registry per app (tests build many apps; nothing is global).
+
+With several worker processes (`serve --workers N`), `serve` points PROMETHEUS_MULTIPROC_DIR
+at a fresh folder before the workers start; each worker then writes its samples there and
+`/metrics`, whichever worker answers, reports the sum over all of them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hmac
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MAX_OPERATION_NAMES = 200  # distinct operation names kept as labels; the rest are "other"
+_OPERATION_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Every counter and histogram graphgate exports; services increment them."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.graphql_requests = Counter(
+            "graphgate_graphql_requests",
+            "GraphQL operations answered, by operation name, type and outcome (ok or error).",
+            ["operation", "type", "outcome"],
+            registry=r,
+        )
+        self.graphql_duration = Histogram(
+            "graphgate_graphql_request_duration_seconds",
+            "Time to answer a GraphQL request, by operation name and type.",
+            ["operation", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "graphgate_http_requests",
+            "HTTP requests answered, by route and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.logins = Counter(
+            "graphgate_logins", "Sign-in attempts by outcome.", ["outcome"], registry=r
+        )
+        self.refreshes = Counter(
+            "graphgate_token_refreshes",
+            "Refresh-token rotations that issued a new pair.",
+            registry=r,
+        )
+        self.refresh_reuse = Counter(
+            "graphgate_refresh_reuse_detected",
+            "Spent refresh tokens presented again (the session was ended).",
+            registry=r,
+        )
+        self.revocations = Counter(
+            "graphgate_sessions_revoked",
+            "Sessions ended, by reason (logout, revoked, reuse, password_changed, ...).",
+            ["reason"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "graphgate_rate_limit_hits",
+            "GraphQL answers that carried a RATE_LIMITED error.",
+            registry=r,
+        )
+        self._operation_names: set[str] = set()
+
+    def operation_label(self, name: str | None) -> str:
+        """A bounded label for a client-chosen operation name (labels must not grow forever)."""
+        if not name:
+            return "anonymous"
+        if not _OPERATION_NAME.match(name):
+            return "invalid"
+        if name in self._operation_names:
+            return name
+        if len(self._operation_names) >= MAX_OPERATION_NAMES:
+            return "other"
+        self._operation_names.add(name)
+        return name
+
+    def observe_graphql(self, name: str | None, kind: str, *, ok: bool, seconds: float) -> None:
+        """Count one answered GraphQL operation and its latency."""
+        label = self.operation_label(name)
+        outcome = "ok" if ok else "error"
+        self.graphql_requests.labels(operation=label, type=kind, outcome=outcome).inc()
+        self.graphql_duration.labels(operation=label, type=kind).observe(seconds)
+
+    def exposition_registry(self) -> CollectorRegistry:
+        """What /metrics reports: this process, or every worker when they share a folder."""
+        folder = os.environ.get(MULTIPROC_ENV)
+        if not folder:
+            return self.registry
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
+        return merged
+
+
+def metrics_handler(metrics: Metrics, token: str | None) -> Handler:
+    """The /metrics endpoint; with a token, scrapers must send `Authorization: Bearer <token>`."""
+    serve = make_aiohttp_handler(metrics.exposition_registry())
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if token:
+            sent = request.headers.get("Authorization", "")
+            # Constant-time: the comparison must not reveal how much of the token matched.
+            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+                return web.Response(
+                    status=401,
+                    text="401: metrics need a bearer token\n",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        return await serve(request)
+
+    return handler
+
+
+def share_metrics_between_workers() -> str:
+    """Before starting worker processes: one folder where each worker writes its samples.
+
+    An operator's own PROMETHEUS_MULTIPROC_DIR is used (emptied first, as the client
+    library requires); otherwise a temporary folder is made and removed at exit.
+    """
+    folder = os.environ.get(MULTIPROC_ENV)
+    if folder:
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+        return folder
+    folder = tempfile.mkdtemp(prefix="graphgate-metrics-")
+    os.environ[MULTIPROC_ENV] = folder  # inherited by the spawned workers
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder

@@ -1,0 +1,62 @@
+"""HTTP middleware: security headers on every response, and CORS for listed origins only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+_STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """nosniff, no framing, no referrer; `no-store` on GraphQL answers (they carry tokens)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    if response.prepared:  # WebSockets and streams: headers are gone already
+        return response
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/graphql" or request.path.startswith("/graphql/"):
+        headers["Cache-Control"] = "no-store"
+    # Pages that need more (GraphiQL, api/graphiql.py) set their own policy first.
+    headers.setdefault("Content-Security-Policy", _STRICT_CSP)
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+def cors(origins: Iterable[str]) -> Middleware:
+    """CORS for the origins in CORS_ORIGINS (with credentials); others get no CORS headers."""
+    allowed = frozenset(origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        listed = origin is not None and origin in allowed
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not listed:
+                return web.Response(status=403, text="Origin not allowed")
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                "Authorization, Content-Type, Accept, X-Request-ID"
+            )
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if listed and not response.prepared:
+            assert origin is not None
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, X-Request-ID"
+            response.headers.add("Vary", "Origin")
+        return response
+
+    return middleware

@@ -1,0 +1,129 @@
+"""The tables: User, Session, AuditEvent, Note, ActionToken.
+
+Timestamps are set by the services from the injected clock (not `auto_now`), so tests can
+move time without sleeping.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class User(Model):
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    email = fields.CharField(max_length=254, unique=True)  # stored trimmed and lower-cased
+    password_hash = fields.CharField(max_length=255)
+    display_name = fields.CharField(max_length=200, null=True)
+    roles: list[str] = fields.JSONField(default=list)
+    is_active = fields.BooleanField(default=True)
+    email_verified = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+    last_login_at = fields.DatetimeField(null=True)
+
+    sessions: fields.ReverseRelation[Session]
+
+    class Meta:
+        table = "users"
+        indexes = (("created_at", "id"),)  # keyset pagination of the admin's user list
+
+
+class Session(Model):
+    """One login, the family of every refresh token rotated from it. Its id is the sid claim."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name="sessions", on_delete=fields.CASCADE
+    )
+    device = fields.CharField(max_length=200, null=True)
+    user_agent = fields.CharField(max_length=500, null=True)
+    ip = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField()
+    # Idle limit: the current refresh token's `exp`; each rotation moves it (never past max).
+    expires_at = fields.DatetimeField()
+    # Absolute limit: created_at + SESSION_MAX_AGE; no refresh extends it.
+    max_expires_at = fields.DatetimeField()
+    auth_time = fields.BigIntField()  # when the user last entered a password (epoch seconds)
+    # Only hashes of refresh `jti`s are kept; the current one is the compare-and-set key.
+    current_jti_hash = fields.CharField(max_length=64)
+    previous_jti_hash = fields.CharField(max_length=64, null=True)
+    rotated_at = fields.DatetimeField(null=True)
+    # Access tokens of this session with `iat` before this second are refused.
+    access_not_before = fields.BigIntField(default=0)
+    ended_at = fields.DatetimeField(null=True)
+    end_reason = fields.CharField(max_length=32, null=True)
+
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "sessions"
+        # ended_at and access_not_before: every worker polls them each second for revocations.
+        indexes = (("user_id", "ended_at"), ("ended_at",), ("expires_at",), ("access_not_before",))
+
+
+class AuditEvent(Model):
+    # Tortoise turns a model docstring into a table comment and splits SQL on ";": keep them out.
+    """Security-relevant events, never tokens or passwords."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    kind = fields.CharField(max_length=40)
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.SET_NULL
+    )
+    ip = fields.CharField(max_length=64, null=True)
+    at = fields.DatetimeField()
+    detail = fields.CharField(max_length=500, null=True)
+
+    user_id: uuid.UUID | None
+
+    class Meta:
+        table = "audit_events"
+        indexes = (("at", "id"), ("user_id", "at"))
+
+
+class Note(Model):
+    # No ";" here: Tortoise turns a model docstring into a table comment and splits SQL on it.
+    """A note of one user: owners change their own, admins read and delete any."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    title = fields.CharField(max_length=200)
+    body = fields.TextField()
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    owner_id: uuid.UUID
+
+    class Meta:
+        table = "notes"
+        # A page of one owner's notes, newest first, is one index range scan.
+        indexes = (("owner_id", "created_at", "id"),)
+
+
+class ActionToken(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """Single-use links mailed to a user (verify email, reset password, change email), as hashes."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    purpose = fields.CharField(max_length=20)  # verify_email | reset_password | change_email
+    # SHA-256 of the mailed token: a database leak gives no usable link.
+    token_hash = fields.CharField(max_length=64, unique=True)
+    new_email = fields.CharField(max_length=254, null=True)  # change_email: the address to apply
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)  # set once, by a compare-and-set: single use
+    created_at = fields.DatetimeField()
+
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "action_tokens"
+        indexes = (("user_id", "purpose"),)

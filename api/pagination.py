@@ -1,0 +1,90 @@
+"""Keyset pagination with opaque cursors, shared by every list (notes, users, audit events).
+
+Order: newest first by (timestamp, id) - the id breaks ties between rows written in the
+same microsecond, so the order is total and stable. A cursor is the base64url of the
+(timestamp, id) of the last row a client saw; the next page is the rows strictly after it
+in that order. No OFFSET: rows inserted meanwhile never shift a page or repeat a row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from api.errors import BadUserInputError
+
+MAX_FIRST = 100
+
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[M]):
+    """One page of rows, each with its cursor, and a way to count the whole list."""
+
+    rows: list[M]
+    cursors: list[str]
+    has_next: bool
+    count: Callable[[], Awaitable[int]]  # runs a COUNT only when a client asks for totalCount
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+def check_first(first: int) -> int:
+    """`first` is 0..MAX_FIRST, else BAD_USER_INPUT naming it."""
+    if not 0 <= first <= MAX_FIRST:
+        raise BadUserInputError("first", f"'first' must be between 0 and {MAX_FIRST}.")
+    return first
+
+
+def encode_cursor(at: datetime, key: uuid.UUID) -> str:
+    raw = json.dumps([at.isoformat(), str(key)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor names, or BAD_USER_INPUT on `after` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_text, key_text = json.loads(raw)
+        at = datetime.fromisoformat(at_text)
+        key = uuid.UUID(key_text)
+    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
+        raise BadUserInputError("after", "'after' is not a cursor from this list.") from exc
+    if at.tzinfo is None:
+        raise BadUserInputError("after", "'after' is not a cursor from this list.")
+    return at, key
+
+
+async def paginate(
+    query: QuerySet[M], first: int, after: str | None, *, time_field: str = "created_at"
+) -> Page[M]:
+    """The `first` rows of `query` after the cursor `after`, newest first by (time_field, id)."""
+    first = check_first(first)
+    window = query
+    if after is not None:
+        at, key = decode_cursor(after)
+        newer: dict[str, Any] = {f"{time_field}__lt": at}
+        same: dict[str, Any] = {time_field: at, "id__lt": key}
+        window = query.filter(Q(**newer) | Q(**same))
+    # One row more than asked tells whether another page follows, without a COUNT.
+    rows = await window.order_by(f"-{time_field}", "-id").limit(first + 1)
+    shown = rows[:first]
+    return Page(
+        rows=shown,
+        cursors=[encode_cursor(getattr(row, time_field), row.pk) for row in shown],
+        has_next=len(rows) > first,
+        count=query.count,
+    )

@@ -1,0 +1,106 @@
+"""The services of one app, built once from the settings in create_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from api.auth.accounts import AccountService
+from api.auth.actions import ActionTokens
+from api.auth.audit import AuditLog
+from api.auth.bearer import BearerAuthenticator
+from api.auth.deletion import AccountDeletion
+from api.auth.emails import AccountMails
+from api.auth.fresh import FreshAuth
+from api.auth.keys import KeyRing
+from api.auth.lifecycle import AccountLifecycle
+from api.auth.passwords import PasswordHasher
+from api.auth.ratelimit import RateLimiter
+from api.auth.revocation import RevocationList
+from api.auth.sessions import SessionService
+from api.auth.tokens import TokenService
+from api.clock import Clock
+from api.directory import Directory
+from api.events import EventBus
+from api.mail import Mailer, backend_for
+from api.metrics import Metrics
+from api.notes import NoteService
+from api.settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    tokens: TokenService
+    hasher: PasswordHasher
+    revocations: RevocationList
+    audit: AuditLog
+    sessions: SessionService
+    accounts: AccountService
+    bearer: BearerAuthenticator
+    keys: KeyRing
+    limiter: RateLimiter
+    mailer: Mailer
+    fresh: FreshAuth
+    lifecycle: AccountLifecycle
+    deletion: AccountDeletion
+    events: EventBus
+    notes: NoteService
+    directory: Directory
+    metrics: Metrics
+
+    @classmethod
+    def build(cls, settings: Settings, clock: Clock) -> Services:
+        keys = KeyRing.from_settings(settings)
+        metrics = Metrics()
+        tokens = TokenService(settings, keys, clock)
+        hasher = PasswordHasher(
+            threads=settings.password_hash_threads,
+            queue_limit=settings.password_hash_queue,
+            max_wait=settings.password_hash_max_wait,
+        )
+        revocations = RevocationList(clock, settings.access_token_ttl, settings.jwt_leeway)
+        audit = AuditLog(clock)
+        limiter = RateLimiter(
+            settings.rate_limit_per_email, settings.rate_limit_per_ip, settings.redis_url
+        )
+        sessions = SessionService(settings, tokens, revocations, audit, clock, limiter, metrics)
+        mailer = Mailer(
+            backend_for(
+                settings.mail_url, sender=settings.mail_from, production=settings.is_production
+            )
+        )
+        fresh = FreshAuth(settings.fresh_auth_max_age, clock, hasher, limiter, audit)
+        lifecycle = AccountLifecycle(
+            tokens=ActionTokens(settings, clock),
+            mails=AccountMails(settings),
+            mailer=mailer,
+            hasher=hasher,
+            sessions=sessions,
+            fresh=fresh,
+            audit=audit,
+            limiter=limiter,
+            clock=clock,
+        )
+        events = EventBus()
+        return cls(
+            settings=settings,
+            clock=clock,
+            tokens=tokens,
+            hasher=hasher,
+            revocations=revocations,
+            audit=audit,
+            sessions=sessions,
+            accounts=AccountService(hasher, sessions, audit, clock, limiter, metrics),
+            metrics=metrics,
+            limiter=limiter,
+            bearer=BearerAuthenticator(tokens, revocations),
+            keys=keys,
+            mailer=mailer,
+            fresh=fresh,
+            lifecycle=lifecycle,
+            deletion=AccountDeletion(sessions, fresh, audit, clock),
+            events=events,
+            notes=NoteService(clock, events),
+            directory=Directory(),
+        )

@@ -1,0 +1,326 @@
+"""One frozen Settings, read from the environment (and `.env`) once, at start."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message names the variable to fix."""
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of the contract (shared/API.md, Configuration), typed."""
+
+    app_env: str = "development"
+    database_url: str = "sqlite://data/graphgate.sqlite3"
+    redis_url: str | None = None
+    jwt_secret: str = ""
+    jwt_refresh_secret: str = ""
+    jwt_algorithm: str = "HS256"
+    jwt_keys_dir: str | None = None
+    jwt_issuer: str = "graphgate"
+    jwt_audience: str = "graphgate-clients"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 2_592_000
+    session_max_age: int = 7_776_000
+    cors_origins: tuple[str, ...] = ()
+    graphiql: bool = True
+    introspection: bool = True
+    field_suggestions: bool = True
+    get_queries: bool = True
+    refresh_cookie: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    jwt_leeway: int = 30
+    refresh_reuse_grace: int = 0
+    trusted_proxies: tuple[str, ...] = ()
+    database_pool_size: int = 10
+    database_connect_timeout: int = 2
+    database_statement_timeout: int = 5
+    roles: tuple[str, ...] = ("user", "admin")
+    mail_url: str = "console://"
+    public_url: str = "http://127.0.0.1:8000"
+    require_verified_email: bool = False
+    fresh_auth_max_age: int = 600
+    reset_token_ttl: int = 1800
+    email_verification_ttl: int = 172_800
+    mail_from: str = "graphgate <no-reply@localhost>"
+    # Link templates for mailed tokens; "{token}" is replaced (docs/lifecycle.md).
+    verify_email_url: str = "http://127.0.0.1:8000/verify-email?token={token}"
+    reset_password_url: str = "http://127.0.0.1:8000/reset-password?token={token}"
+    rate_limit_per_email: str = "10 per 15 minutes"
+    rate_limit_per_ip: str = "300 per 15 minutes"
+    shutdown_timeout: int = 10
+    max_query_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    max_directives: int = 5
+    execution_timeout: int = 10
+    password_hash_threads: int = 2
+    password_hash_queue: int = 128
+    password_hash_max_wait: float = 2.0
+    max_in_flight: int = 1000
+    data_dir: str = "data"
+    log_format: str = "text"
+    metrics_token: str = ""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def warning(self) -> str | None:
+        """The one start-up warning about development defaults, if any apply."""
+        if not self.warnings:
+            return None
+        return "DEVELOPMENT DEFAULTS, not for production: " + "; ".join(self.warnings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def asymmetric(self) -> bool:
+        return self.jwt_algorithm != "HS256"
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be a boolean (on/off, true/false, 1/0), got {raw!r}")
+
+
+def _int(
+    env: Mapping[str, str], name: str, default: int, low: int = 0, high: int | None = None
+) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        upper = f" and at most {high}" if high is not None else ""
+        raise SettingsError(f"{name} must be at least {low}{upper}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= low:  # also refuses NaN
+        raise SettingsError(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or "").strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _dev_secrets(data_dir: Path) -> dict[str, str]:
+    """Generate (once) and keep the development secrets under the data folder."""
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        return stored
+    data_dir.mkdir(parents=True, exist_ok=True)
+    values = {
+        "JWT_SECRET": secrets.token_urlsafe(48),
+        "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(values, handle)
+    return values
+
+
+def _check_secret(name: str, value: str) -> None:
+    if len(value.encode("utf-8")) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"{name} must be at least {MIN_SECRET_BYTES} bytes; "
+            "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+
+
+def _check_rate(name: str, raw: str | None) -> None:
+    from limits import parse
+
+    if raw and raw.strip():
+        try:
+            parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must read like '10 per 15 minutes', got {raw!r}") from None
+
+
+MAIL_SCHEMES = ("console", "smtp", "smtps", "memory")
+
+
+def _link_template(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    if "{token}" not in value:
+        raise SettingsError(f"{name} must contain the placeholder {{token}}, got {value!r}")
+    return value
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+) -> Settings:
+    """Read the settings once: `.env` first, the real environment wins over it."""
+    env: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+
+    app_env = env.get("APP_ENV", "development").strip().lower() or "development"
+    if app_env not in ("development", "production"):
+        raise SettingsError(f"APP_ENV must be 'development' or 'production', got {app_env!r}")
+    production = app_env == "production"
+    dev_default = not production
+    data_dir = Path(env.get("DATA_DIR", "data"))
+    warnings: list[str] = []
+
+    algorithm = env.get("JWT_ALGORITHM", "HS256").strip() or "HS256"
+    if algorithm not in ("HS256", *ASYMMETRIC_ALGORITHMS):
+        raise SettingsError(
+            f"JWT_ALGORITHM must be HS256, EdDSA, ES256 or RS256, got {algorithm!r}"
+        )
+    keys_dir = env.get("JWT_KEYS_DIR") or None
+    if algorithm != "HS256" and not keys_dir:
+        raise SettingsError(f"JWT_ALGORITHM={algorithm} needs JWT_KEYS_DIR (a folder of PEM keys)")
+
+    secret = env.get("JWT_SECRET", "")
+    refresh_secret = env.get("JWT_REFRESH_SECRET", "")
+    needed = (
+        ["JWT_REFRESH_SECRET"] if algorithm != "HS256" else ["JWT_SECRET", "JWT_REFRESH_SECRET"]
+    )
+    missing = [name for name in needed if not env.get(name)]
+    if missing and production:
+        raise SettingsError(
+            f"APP_ENV=production needs {' and '.join(missing)}: set each to a random string "
+            f"of at least {MIN_SECRET_BYTES} bytes, all different "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    if missing:
+        generated = _dev_secrets(data_dir)
+        secret = secret or generated["JWT_SECRET"]
+        refresh_secret = refresh_secret or generated["JWT_REFRESH_SECRET"]
+        warnings.append(
+            f"generated development secrets for {', '.join(missing)} ({data_dir}/dev-secrets.json)"
+        )
+    if env.get("JWT_SECRET") or algorithm == "HS256":
+        _check_secret("JWT_SECRET", secret)
+    _check_secret("JWT_REFRESH_SECRET", refresh_secret)
+    if secret and secret == refresh_secret:
+        raise SettingsError("JWT_REFRESH_SECRET must differ from JWT_SECRET")
+
+    database_url = env.get("DATABASE_URL", "").strip()
+    if not database_url:
+        database_url = f"sqlite://{data_dir}/graphgate.sqlite3"
+        warnings.append(f"embedded SQLite database ({data_dir}/graphgate.sqlite3)")
+
+    roles = _list(env, "ROLES", ("user", "admin"))
+    if "user" not in roles or "admin" not in roles:
+        raise SettingsError("ROLES must include 'user' and 'admin'")
+
+    for name in ("RATE_LIMIT_PER_EMAIL", "RATE_LIMIT_PER_IP"):
+        _check_rate(name, env.get(name))
+    introspection = _bool(env, "INTROSPECTION", dev_default)
+    mail_url = env.get("MAIL_URL", "").strip() or "console://"
+    if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
+        raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
+    public_url = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    return Settings(
+        app_env=app_env,
+        database_url=database_url,
+        redis_url=env.get("REDIS_URL") or None,
+        jwt_secret=secret,
+        jwt_refresh_secret=refresh_secret,
+        jwt_algorithm=algorithm,
+        jwt_keys_dir=keys_dir,
+        jwt_issuer=env.get("JWT_ISSUER", "graphgate"),
+        jwt_audience=env.get("JWT_AUDIENCE", "graphgate-clients"),
+        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 900, low=1),
+        refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 2_592_000, low=1),
+        session_max_age=_int(env, "SESSION_MAX_AGE", 7_776_000, low=1),
+        cors_origins=_list(env, "CORS_ORIGINS"),
+        graphiql=_bool(env, "GRAPHIQL", dev_default),
+        introspection=introspection,
+        field_suggestions=_bool(env, "FIELD_SUGGESTIONS", introspection),
+        get_queries=_bool(env, "GET_QUERIES", dev_default),
+        refresh_cookie=_bool(env, "REFRESH_COOKIE", False),
+        host=env.get("HOST", "127.0.0.1"),
+        port=_int(env, "PORT", 8000, low=0, high=65535),
+        workers=_int(env, "WORKERS", 1, low=1),
+        jwt_leeway=_int(env, "JWT_LEEWAY", 30, low=0, high=60),
+        refresh_reuse_grace=_int(env, "REFRESH_REUSE_GRACE", 0, low=0),
+        trusted_proxies=_list(env, "TRUSTED_PROXIES"),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, low=1),
+        database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, low=1),
+        database_statement_timeout=_int(env, "DATABASE_STATEMENT_TIMEOUT", 5, low=1),
+        roles=roles,
+        mail_url=mail_url,
+        public_url=public_url,
+        require_verified_email=_bool(env, "REQUIRE_VERIFIED_EMAIL", False),
+        fresh_auth_max_age=_int(env, "FRESH_AUTH_MAX_AGE", 600, low=0),
+        reset_token_ttl=_int(env, "RESET_TOKEN_TTL", 1800, low=1),
+        email_verification_ttl=_int(env, "EMAIL_VERIFICATION_TTL", 172_800, low=1),
+        mail_from=env.get("MAIL_FROM", "").strip() or "graphgate <no-reply@localhost>",
+        verify_email_url=_link_template(
+            env, "VERIFY_EMAIL_URL", f"{public_url}/verify-email?token={{token}}"
+        ),
+        reset_password_url=_link_template(
+            env, "RESET_PASSWORD_URL", f"{public_url}/reset-password?token={{token}}"
+        ),
+        rate_limit_per_email=env.get("RATE_LIMIT_PER_EMAIL", "10 per 15 minutes").strip(),
+        rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", "300 per 15 minutes").strip(),
+        shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", 10, low=0),
+        max_query_depth=_int(env, "MAX_QUERY_DEPTH", 10, low=1),
+        max_aliases=_int(env, "MAX_ALIASES", 30, low=1),
+        max_tokens=_int(env, "MAX_TOKENS", 2000, low=1),
+        max_directives=_int(env, "MAX_DIRECTIVES", 5, low=0),
+        execution_timeout=_int(env, "EXECUTION_TIMEOUT", 10, low=1),
+        password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", 2, low=1),
+        password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", 128, low=0),
+        password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", 2.0, low=0.0),
+        max_in_flight=_int(env, "MAX_IN_FLIGHT", 1000, low=1),
+        data_dir=str(data_dir),
+        log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
+        metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,148 @@
+"""GraphQL over HTTP: the response media type a client asked for, and its status codes.
+
+`application/json` (the legacy type every client understands) answers 200 for every
+well-formed request, errors included. `application/graphql-response+json` answers a
+request error (the document does not parse or validate, the variables do not coerce: no
+execution happened) with 400 and no `data` entry, so an HTTP client can tell "my request is
+wrong" from "a field failed" without reading the body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from aiohttp import web
+from cross_web import HTTPException
+from strawberry.aiohttp.views import GraphQLView
+from strawberry.http import GraphQLHTTPResponse
+
+from api.graphiql import graphiql_response
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+JSON = "application/json"
+_STATUS_FOR_CODE = {"SERVICE_UNAVAILABLE": 503, "INTERNAL_SERVER_ERROR": 500}
+
+# Where the negotiated type waits on the sub-response until the body is written.
+_MEDIA_TYPE: web.ResponseKey[str] = web.ResponseKey("graphgate_media_type", str)
+
+ContextT = TypeVar("ContextT")
+RootT = TypeVar("RootT")
+
+
+def negotiate(accept: str | None) -> str:
+    """The response media type for an Accept header (RFC 9110 q-values and specificity).
+
+    `application/graphql-response+json` needs to be asked for by name; a bare `*/*`, no
+    header, or only types we cannot produce get `application/json`, as the spec asks for
+    legacy clients.
+    """
+    if not accept:
+        return JSON
+    best: dict[str, tuple[float, int]] = {}  # media type -> (q, specificity of the match)
+    for part in accept.split(","):
+        media_range, *params = (piece.strip() for piece in part.split(";"))
+        media_range = media_range.lower()
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        for candidate in (GRAPHQL_RESPONSE_JSON, JSON):
+            specificity = _specificity(media_range, candidate)
+            # The most specific range that matches decides the candidate's q.
+            if specificity and specificity > best.get(candidate, (0.0, 0))[1]:
+                best[candidate] = (q, specificity)
+    graphql_q, graphql_spec = best.get(GRAPHQL_RESPONSE_JSON, (0.0, 0))
+    json_q, json_spec = best.get(JSON, (0.0, 0))
+    if graphql_q > 0 and (graphql_q, graphql_spec) >= (json_q, json_spec) and graphql_spec == 3:
+        return GRAPHQL_RESPONSE_JSON
+    return JSON
+
+
+def _specificity(media_range: str, candidate: str) -> int:
+    if media_range == candidate:
+        return 3
+    if media_range == "application/*":
+        return 2
+    if media_range == "*/*":
+        return 1
+    return 0
+
+
+def is_request_error(data: GraphQLHTTPResponse) -> bool:
+    """No execution happened: no data, and no error points at a field (spec: request error)."""
+    errors = data.get("errors") or []
+    if data.get("data") is not None or not errors:
+        return False
+    return all(isinstance(error, dict) and not error.get("path") for error in errors)
+
+
+def request_error_status(data: GraphQLHTTPResponse) -> int:
+    codes = [
+        (error.get("extensions") or {}).get("code")
+        for error in data.get("errors") or []
+        if isinstance(error, dict)
+    ]
+    return next((_STATUS_FOR_CODE[code] for code in codes if code in _STATUS_FOR_CODE), 400)
+
+
+def vary_on_accept(response: web.StreamResponse) -> None:
+    """Caches must key the answer on Accept too (other parts may vary it on more)."""
+    present = [v.strip() for v in response.headers.get("Vary", "").split(",") if v.strip()]
+    if "accept" not in (v.lower() for v in present):
+        response.headers["Vary"] = ", ".join([*present, "Accept"])
+
+
+class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
+    """strawberry's aiohttp view, with content negotiation and graphgate's GraphiQL page."""
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self.run(request=request)
+        except HTTPException as exc:
+            # strawberry answers a malformed request in plain text; clients (GraphiQL
+            # included) expect a GraphQL error they can show, in the type they asked for.
+            media_type = negotiate(request.headers.get("Accept"))
+            body = self.encode_json({"errors": [{"message": exc.reason}]})
+            return web.Response(
+                status=exc.status_code,
+                body=body.encode() if isinstance(body, str) else body,
+                content_type=media_type,
+                charset="utf-8",
+                headers={"Vary": "Accept"},
+            )
+
+    async def get_sub_response(self, request: web.Request) -> web.Response:
+        response = web.Response()
+        response[_MEDIA_TYPE] = negotiate(request.headers.get("Accept"))
+        return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: web.Response,
+    ) -> web.Response:
+        # strawberry's create_response decodes our bytes to str and re-encodes them
+        encoded = self.encode_json(response_data)
+        response = sub_response
+        response.body = encoded.encode() if isinstance(encoded, str) else encoded
+        response.content_type = JSON
+        response.charset = "utf-8"
+        media_type = sub_response.get(_MEDIA_TYPE, JSON)
+        vary_on_accept(response)
+        if media_type != GRAPHQL_RESPONSE_JSON or isinstance(response_data, list):
+            return response
+        if is_request_error(response_data):
+            # The spec's request error: a 4xx/5xx status and no `data` entry at all.
+            body: dict[str, Any] = {k: v for k, v in response_data.items() if k != "data"}
+            encoded = self.encode_json(body)
+            response.text = encoded.decode() if isinstance(encoded, bytes) else encoded
+            response.set_status(request_error_status(response_data))
+        response.content_type = GRAPHQL_RESPONSE_JSON
+        return response
+
+    async def render_graphql_ide(self, request: web.Request) -> web.Response:
+        return graphiql_response(request)

@@ -1,0 +1,210 @@
+"""Operation limits (depth, aliases, repeated fields, tokens, directives, introspection),
+answered with QUERY_TOO_COMPLEX. strawberry's own rules do most of the counting; we tag their
+errors and run them before the other validation rules."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from graphql import (
+    ASTValidationRule,
+    DirectiveNode,
+    FieldNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    MaxIntrospectionDepthRule,
+    NoSchemaIntrospectionCustomRule,
+    SelectionSetNode,
+    ValidationContext,
+    ValidationRule,
+)
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    SchemaExtension,
+)
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
+from strawberry.schema.schema import validate_document
+
+from api.settings import Settings
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+
+
+class _TaggingContext:
+    """A ValidationContext whose reported errors carry the QUERY_TOO_COMPLEX code."""
+
+    def __init__(self, inner: ValidationContext) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def report_error(self, error: GraphQLError) -> None:
+        error.extensions = {**(error.extensions or {}), "code": TOO_COMPLEX}
+        self._inner.report_error(error)
+
+
+def too_complex(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
+    """The same rule, its errors tagged with the contract code."""
+
+    class Tagged(rule):  # type: ignore[valid-type,misc]
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(_TaggingContext(context))
+
+    Tagged.__name__ = f"TooComplex{rule.__name__}"
+    return Tagged
+
+
+def depth_limit_rule(max_depth: int) -> type[ASTValidationRule]:
+    """strawberry's depth rule, made to bear an unknown fragment (it looks them up unchecked)."""
+    base: Any = depth_rule(max_depth, None)
+
+    class DepthLimit(base):  # type: ignore[misc]
+        def __init__(self, context: ValidationContext) -> None:
+            try:
+                super().__init__(context)
+            except KeyError:  # an unknown fragment: KnownFragmentNamesRule reports it next
+                ASTValidationRule.__init__(self, context)
+
+    return DepthLimit
+
+
+def max_directives_rule(limit: int) -> type[ValidationRule]:
+    """Refuse operations with more than `limit` directives (directive overloading)."""
+
+    class MaxDirectives(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.count = 0
+
+        def enter_directive(self, node: DirectiveNode, *_: Any) -> None:
+            self.count += 1
+            if self.count == limit + 1:
+                self.report_error(GraphQLError(f"More than {limit} directives.", node))
+
+    return MaxDirectives
+
+
+def max_repeated_fields_rule(limit: int) -> type[ValidationRule]:
+    """Refuse a selection that repeats one field (response key) more than `limit` times.
+
+    Field duplication costs nothing to send, but graphql-core's overlapping-fields check is
+    quadratic in the copies: 490 copies of `me { id }` take about a second of CPU.
+    """
+
+    class MaxRepeatedFields(ValidationRule):
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(context)
+            self.reported = False
+
+        def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
+            if self.reported:
+                return
+            keys = Counter(
+                (field.alias or field.name).value
+                for field in node.selections
+                if isinstance(field, FieldNode)
+            )
+            if keys and max(keys.values()) > limit:
+                self.reported = True
+                self.report_error(
+                    GraphQLError(f"A field is repeated more than {limit} times.", node)
+                )
+
+    return MaxRepeatedFields
+
+
+class TagTokenLimit(SchemaExtension):
+    """The parser's token limit surfaces as a syntax error: give it the contract code."""
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        except GraphQLSyntaxError as error:  # ParserCache raises parse errors from its own hook
+            if "tokens" in error.message:
+                error.extensions = {**(error.extensions or {}), "code": TOO_COMPLEX}
+            raise
+
+
+class ValidationResults:
+    """query text -> its validation errors, least recently used out first. The schema and
+    the rules never change, so the text decides the outcome; strawberry's ValidationCache
+    keys on the parsed document instead, and hashes every node of it on each request."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._entries: OrderedDict[str, tuple[GraphQLError, ...]] = OrderedDict()
+        self._maxsize = maxsize
+
+    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
+        errors = self._entries.get(query)
+        if errors is not None:
+            self._entries.move_to_end(query)
+        return errors
+
+    def put(self, query: str, errors: tuple[GraphQLError, ...]) -> None:
+        self._entries[query] = errors
+        if len(self._entries) > self._maxsize:
+            self._entries.popitem(last=False)
+
+
+class ValidateLimitsFirst(SchemaExtension):
+    """Validation in two passes, both cached: the limit rules alone first, then, for an
+    operation within the limits only, every rule.
+
+    So an operation over a limit is refused with QUERY_TOO_COMPLEX alone, and before
+    graphql-core's costlier rules spend any time on it.
+    """
+
+    def __init__(
+        self, rules: tuple[type[ASTValidationRule], ...], results: ValidationResults
+    ) -> None:
+        super().__init__()
+        self._limit_rules = rules
+        self._results = results
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        errors = self._results.get(ctx.query) if ctx.query is not None else None
+        if errors is None:
+            assert ctx.graphql_document is not None
+            schema = ctx.schema._schema
+            found = validate_document(schema, ctx.graphql_document, self._limit_rules)
+            if not found:
+                found = validate_document(schema, ctx.graphql_document, ctx.validation_rules)
+            errors = tuple(found)
+            if ctx.query is not None:
+                self._results.put(ctx.query, errors)
+        ctx.pre_execution_errors = list(errors)
+        yield
+
+
+def limit_extensions(
+    settings: Settings, cache_size: int = 1024
+) -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
+    """The extensions that enforce the MAX_* settings (in every environment) and validate.
+
+    They replace strawberry's ValidationCache (ValidateLimitsFirst is one, with a first pass).
+    """
+    limit_rules = tuple(
+        too_complex(rule)
+        for rule in (
+            depth_limit_rule(settings.max_query_depth),
+            max_aliases_rule(settings.max_aliases),
+            max_repeated_fields_rule(settings.max_aliases),
+            max_directives_rule(settings.max_directives),
+            MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
+        )
+    )
+    results = ValidationResults(cache_size)  # one per schema, shared by every request
+    extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        TagTokenLimit,
+        lambda: ValidateLimitsFirst(limit_rules, results),
+    ]
+    if not settings.introspection:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return extensions

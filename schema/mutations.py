@@ -1,0 +1,139 @@
+"""Root mutation fields: each translates arguments, calls a service, shapes the answer."""
+
+from __future__ import annotations
+
+import strawberry
+
+from api.auth.accounts import parse_id
+from api.errors import NotFoundError
+from schema import cookies
+from schema.context import Info
+from schema.permissions import FreshLogin, HasRole, IsAuthenticated, IsSignedIn, Public, guard
+from schema.types import TokenPair, UserType
+
+
+def _claims(info: Info):  # type: ignore[no-untyped-def]
+    claims = info.context.viewer.claims
+    assert claims is not None  # guaranteed by the field's guard
+    return claims
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        extensions=guard(Public), description="Create an ordinary user and sign in."
+    )
+    async def register(
+        self,
+        info: Info,
+        email: str,
+        password: str,
+        display_name: str | None = None,
+        device: str | None = None,
+    ) -> TokenPair:
+        ctx = info.context
+        pair = await ctx.services.accounts.register(
+            email, password, display_name=display_name, device=device, client=ctx.client
+        )
+        return cookies.deliver(info, pair)
+
+    @strawberry.mutation(extensions=guard(Public), description="Sign in: a new session.")
+    async def login(
+        self, info: Info, email: str, password: str, device: str | None = None
+    ) -> TokenPair:
+        ctx = info.context
+        pair = await ctx.services.accounts.login(email, password, device=device, client=ctx.client)
+        return cookies.deliver(info, pair)
+
+    @strawberry.mutation(
+        extensions=guard(Public),
+        description="Spend a refresh token for a new pair (rotation; a spent token is reuse).",
+    )
+    async def refresh(self, info: Info, refresh_token: str | None = None) -> TokenPair:
+        ctx = info.context
+        token = cookies.refresh_token(info, refresh_token)
+        pair = await ctx.services.sessions.rotate(token, ctx.client)
+        return cookies.deliver(info, pair)
+
+    @strawberry.mutation(extensions=guard(IsSignedIn), description="End the current session.")
+    async def logout(self, info: Info) -> bool:
+        claims = _claims(info)
+        ctx = info.context
+        await ctx.services.sessions.end(
+            [claims.sid], reason="logout", client=ctx.client, kind="logout", user_id=claims.sub
+        )
+        cookies.clear(info)
+        return True
+
+    @strawberry.mutation(
+        extensions=guard(IsSignedIn),
+        description="End every session of the user; returns how many were ended.",
+    )
+    async def logout_all(self, info: Info) -> int:
+        claims = _claims(info)
+        ctx = info.context
+        return await ctx.services.sessions.end_all(
+            claims.sub, reason="logout_all", client=ctx.client, kind="logout_all"
+        )
+
+    @strawberry.mutation(
+        extensions=guard(IsAuthenticated),
+        description="End one of your own sessions; any other id is NOT_FOUND.",
+    )
+    async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
+        claims = _claims(info)
+        ctx = info.context
+        session = await ctx.services.sessions.find_live(claims.sub, str(id))
+        if session is None:
+            raise NotFoundError("No such session.")
+        await ctx.services.sessions.end(
+            [session.id],
+            reason="revoked",
+            client=ctx.client,
+            kind="session_revoked",
+            user_id=claims.sub,
+        )
+        return True
+
+    @strawberry.mutation(
+        extensions=guard(IsAuthenticated),
+        description="Change your password: every other session ends; this one gets a new pair.",
+    )
+    async def change_password(
+        self, info: Info, current_password: str, new_password: str
+    ) -> TokenPair:
+        claims = _claims(info)
+        ctx = info.context
+        pair = await ctx.services.accounts.change_password(
+            claims.sub, claims.sid, current_password, new_password, ctx.client
+        )
+        return cookies.deliver(info, pair)
+
+    @strawberry.mutation(
+        extensions=guard(HasRole("admin"), FreshLogin),
+        description="Admin: replace a user's roles; their access tokens are refused at once. "
+        "Needs a sign-in within FRESH_AUTH_MAX_AGE.",
+    )
+    async def set_user_roles(
+        self, info: Info, user_id: strawberry.ID, roles: list[str]
+    ) -> UserType:
+        ctx = info.context
+        user = await ctx.services.accounts.set_roles(
+            _claims(info).sub,
+            parse_id(str(user_id)),
+            roles,
+            ctx.services.settings.roles,
+            ctx.client,
+        )
+        return UserType.from_row(user)
+
+    @strawberry.mutation(
+        extensions=guard(HasRole("admin")),
+        description="Admin: (de)activate a user; deactivating ends all their sessions.",
+    )
+    async def set_user_active(self, info: Info, user_id: strawberry.ID, active: bool) -> UserType:
+        ctx = info.context
+        user = await ctx.services.accounts.set_active(
+            _claims(info).sub, parse_id(str(user_id)), active, ctx.client
+        )
+        return UserType.from_row(user)

@@ -1,0 +1,90 @@
+"""Guards for resolvers. They read the Context; they never decode tokens."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from strawberry.extensions import FieldExtension
+from strawberry.permission import BasePermission, PermissionExtension
+
+from api.errors import EmailNotVerifiedError, ForbiddenError, UnauthenticatedError
+from schema.context import Info
+
+
+def _signed_in(info: Info) -> None:
+    """Raise the reason a request is not signed in (a refused token, or none at all)."""
+    viewer = info.context.viewer
+    if viewer.error is not None:
+        raise viewer.error
+    if viewer.claims is None:
+        raise UnauthenticatedError()
+
+
+class IsSignedIn(BasePermission):
+    """A valid, unrevoked access token, verified email or not: only for what an unverified
+    user needs (me, logout, logoutAll, requestEmailVerification, changeEmail, deleteAccount)."""
+
+    message = "Authentication required."
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        _signed_in(info)
+        return True
+
+
+class IsAuthenticated(BasePermission):
+    """Signed in, and with REQUIRE_VERIFIED_EMAIL on, a verified email address."""
+
+    message = "Authentication required."
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        _signed_in(info)
+        ctx = info.context
+        # Fails closed: a context that did not read the flag counts as unverified.
+        if ctx.services.settings.require_verified_email and ctx.email_verified is not True:
+            raise EmailNotVerifiedError()
+        return True
+
+
+class FreshLogin(BasePermission):
+    """The password was entered within FRESH_AUTH_MAX_AGE (the token's auth_time)."""
+
+    message = "Confirm your password to do this."
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        claims = info.context.viewer.claims
+        if claims is None:
+            raise UnauthenticatedError()
+        info.context.services.fresh.require(claims.auth_time)
+        return True
+
+
+@cache
+def HasRole(role: str) -> type[BasePermission]:
+    """A guard class for one role (authentication is checked first)."""
+
+    class _HasRole(IsAuthenticated):
+        message = f"Requires the '{role}' role."
+
+        def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+            super().has_permission(source, info, **kwargs)
+            if not info.context.viewer.has_role(role):
+                raise ForbiddenError()
+            return True
+
+    _HasRole.__name__ = _HasRole.__qualname__ = f"HasRole({role!r})"
+    return _HasRole
+
+
+class Public(BasePermission):
+    """The explicit marker for a field anyone may call."""
+
+    message = ""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        return True
+
+
+def guard(*permissions: type[BasePermission]) -> list[FieldExtension]:
+    """Field extensions for `@strawberry.field(extensions=guard(IsAuthenticated))`."""
+    return [PermissionExtension(permissions=[p() for p in permissions], use_directives=False)]

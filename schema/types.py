@@ -1,0 +1,125 @@
+"""GraphQL object types: they shape answers; they decide nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from api.auth.sessions import IssuedPair
+from api.errors import ForbiddenError, NotFoundError
+from api.models import Session as SessionRow
+from api.models import User as UserRow
+from schema.context import Info
+
+
+@strawberry.type(
+    name="User", description="An account. `email` is visible to the user and admins only."
+)
+class UserType:
+    # Known without the database: the token answers `me { id roles }` on its own.
+    user_id: strawberry.Private[str]
+    known_roles: strawberry.Private[list[str] | None] = None
+    row: strawberry.Private[UserRow | None] = None
+    own: strawberry.Private[bool] = False  # the viewer is this user (e.g. a login's answer)
+
+    @classmethod
+    def from_row(cls, row: UserRow, *, own: bool = False) -> UserType:
+        return cls(user_id=str(row.id), known_roles=list(row.roles), row=row, own=own)
+
+    async def _row(self, info: Info) -> UserRow:
+        if self.row is None:
+            if self.user_id == info.context.viewer.user_id:
+                self.row = await info.context.current_user()  # refuses a deactivated viewer
+            else:
+                self.row = await info.context.users.load(self.user_id)
+            if self.row is None:
+                raise NotFoundError()
+        return self.row
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(self.user_id)
+
+    @strawberry.field(description="Visible to the user themself and to admins only.")
+    async def email(self, info: Info) -> str:
+        viewer = info.context.viewer
+        if not self.own and viewer.user_id != self.user_id and not viewer.has_role("admin"):
+            raise ForbiddenError()
+        return (await self._row(info)).email
+
+    @strawberry.field
+    async def display_name(self, info: Info) -> str | None:
+        return (await self._row(info)).display_name
+
+    @strawberry.field
+    async def roles(self, info: Info) -> list[str]:
+        if self.known_roles is not None:
+            return self.known_roles
+        return list((await self._row(info)).roles)
+
+    @strawberry.field
+    async def is_active(self, info: Info) -> bool:
+        return (await self._row(info)).is_active
+
+    @strawberry.field
+    async def email_verified(self, info: Info) -> bool:
+        return (await self._row(info)).email_verified
+
+    @strawberry.field
+    async def created_at(self, info: Info) -> datetime:
+        return (await self._row(info)).created_at
+
+    @strawberry.field
+    async def last_login_at(self, info: Info) -> datetime | None:
+        return (await self._row(info)).last_login_at
+
+
+@strawberry.type(description="An access token, its refresh token, and who they belong to.")
+class TokenPair:
+    access_token: str
+    refresh_token: str | None = strawberry.field(
+        description="Null only when the REFRESH_COOKIE setting carries it instead."
+    )
+    token_type: str = strawberry.field(description='Always "Bearer".')
+    expires_in: int = strawberry.field(description="Seconds until the access token expires.")
+    refresh_expires_in: int = strawberry.field(
+        description="Seconds until the refresh token expires (never past SESSION_MAX_AGE)."
+    )
+    user: UserType
+
+    @classmethod
+    def from_issued(cls, pair: IssuedPair, *, include_refresh: bool = True) -> TokenPair:
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token if include_refresh else None,
+            token_type="Bearer",
+            expires_in=pair.expires_in,
+            refresh_expires_in=pair.refresh_expires_in,
+            user=UserType.from_row(pair.user, own=True),
+        )
+
+
+@strawberry.type(name="Session", description="A signed-in device: one login and its refreshes.")
+class SessionType:
+    id: strawberry.ID
+    device: str | None
+    user_agent: str | None
+    ip: str | None
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+    current: bool = strawberry.field(description="The session of the token making this request.")
+
+    @classmethod
+    def from_row(cls, row: SessionRow, current_sid: str | None) -> SessionType:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            device=row.device,
+            user_agent=row.user_agent,
+            ip=row.ip,
+            created_at=row.created_at,
+            last_used_at=row.last_used_at,
+            expires_at=min(row.expires_at, row.max_expires_at),
+            current=str(row.id) == current_sid,
+        )

@@ -1,0 +1,118 @@
+"""SIGTERM: stop accepting, finish what was accepted, close WebSockets with 1001, exit 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.conftest import LOGIN, REGISTER
+from tests.reliability.conftest import post
+from tests.reliability.processes import Server
+
+CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
+
+
+async def _login_on_own_connection(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        return await post(session, url, LOGIN, CREDENTIALS)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_sigterm_finishes_every_accepted_request_and_exits_0(
+    workers: str, serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = serve(
+        "--workers",
+        workers,
+        DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3",
+        PASSWORD_HASH_THREADS="1",
+        PASSWORD_HASH_MAX_WAIT="60",  # about draining, not capacity: every login waits its turn
+    )
+    server.wait_ready().wait_for_log("started", count=int(workers))
+    async with aiohttp.ClientSession() as session:
+        await post(session, server.url, REGISTER, CREDENTIALS)
+    # 48 logins hash 48 passwords on one thread per worker: the last ends well after SIGTERM.
+    logins = [asyncio.create_task(_login_on_own_connection(server.url)) for _ in range(48)]
+    await asyncio.sleep(0.4)  # every connection accepted, every request being served
+    assert not all(task.done() for task in logins)
+    server.terminate()
+    bodies = await asyncio.gather(*logins)
+    for body in bodies:
+        assert "errors" not in body and body["data"]["login"]["accessToken"], body
+    assert await asyncio.to_thread(server.wait, 30) == 0
+    assert "Traceback" not in server.log()
+
+
+async def test_shutdown_is_bounded_by_shutdown_timeout(
+    pg_url: str, serve: Callable[..., Server]
+) -> None:
+    """A request stuck on the database does not hold the process past SHUTDOWN_TIMEOUT."""
+    server = serve(DATABASE_URL=pg_url, SHUTDOWN_TIMEOUT="1", DATABASE_STATEMENT_TIMEOUT="30")
+    server.wait_ready()
+    async with aiohttp.ClientSession() as session:
+        await post(session, server.url, REGISTER, CREDENTIALS)
+    locker = await asyncpg.connect(pg_url.replace("postgres://", "postgresql://", 1))
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            stuck = asyncio.create_task(_login_on_own_connection(server.url))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            server.terminate()
+            assert await asyncio.to_thread(server.wait, 15) == 0
+            assert time.monotonic() - started < 4
+            with pytest.raises(aiohttp.ClientError):
+                await stuck  # cut off at the deadline: the client sees it and may retry
+    finally:
+        await locker.close()
+
+
+async def test_sigterm_closes_websockets_with_1001(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    server = serve(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3").wait_ready()
+    async with aiohttp.ClientSession() as session:
+        register = 'mutation { register(email: "ws@example.com", password: "correct horse") { accessToken } }'
+        async with session.post(f"{server.url}/graphql", json={"query": register}) as resp:
+            token = (await resp.json())["data"]["register"]["accessToken"]
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{server.url}/graphql", protocols=["graphql-transport-ws"]) as ws,
+    ):
+        assert ws.protocol == "graphql-transport-ws"
+        await ws.send_json(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        )
+        ack = await ws.receive(timeout=5)
+        assert ack.type == aiohttp.WSMsgType.TEXT
+        assert json.loads(ack.data)["type"] == "connection_ack"
+        server.terminate()
+        message = await ws.receive(timeout=5)
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+    assert await asyncio.to_thread(server.wait, 15) == 0
+
+
+async def test_a_worker_that_dies_takes_the_service_down_for_a_restart(
+    serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    """kill -9 of one worker: the others drain and the parent exits 1 (the orchestrator
+    restarts the service) instead of serving on fewer workers unnoticed."""
+    server = serve("--workers", "2", DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3")
+    server.wait_ready().wait_for_log("started", count=2)
+    pids = [int(pid) for pid in re.findall(r"worker (\d+) started", server.log())]
+    os.kill(pids[0], signal.SIGKILL)
+    assert await asyncio.to_thread(server.wait, 15) == 1
+    assert "exited with -9; stopping the others" in server.log()
+    assert f"worker {pids[1]} stopped" in server.log()

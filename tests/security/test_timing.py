@@ -1,0 +1,35 @@
+"""Timing: a login for an unknown email costs what a wrong password for a known one costs."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from tests.conftest import LOGIN, Api, code
+
+ATTEMPTS = 15
+
+
+async def _timed_login(api: Api, email: str, password: str) -> float:
+    started = time.perf_counter()
+    _, body, _ = await api.post(LOGIN, {"email": email, "password": password})
+    elapsed = time.perf_counter() - started
+    assert code(body) == "INVALID_CREDENTIALS"
+    return elapsed
+
+
+async def test_unknown_email_and_wrong_password_take_the_same_time(api: Api) -> None:
+    await api.register()
+    for n in range(3):  # warm up: first-use costs (pools, caches) are not what we compare
+        await _timed_login(api, "ada@example.com", f"warm-up {n}")
+        await _timed_login(api, f"warm{n}@example.com", f"warm-up {n}")
+    unknown: list[float] = []
+    wrong: list[float] = []
+    for n in range(ATTEMPTS):  # interleaved, so drift on the machine hits both alike
+        unknown.append(await _timed_login(api, f"nobody{n}@example.com", f"guess number {n}"))
+        wrong.append(await _timed_login(api, "ada@example.com", f"guess number {n}"))
+    a, b = statistics.median(unknown), statistics.median(wrong)
+    print(f"login medians: unknown email {a * 1000:.1f} ms, wrong password {b * 1000:.1f} ms")
+    assert abs(a - b) / max(a, b) <= 0.20, f"unknown {a * 1000:.1f} ms vs wrong {b * 1000:.1f} ms"
+    # A password check really ran on both paths (a no-op would be far faster than argon2id).
+    assert min(a, b) > 0.005, (a, b)

@@ -1,0 +1,235 @@
+"""The Mailer: backends chosen by MAIL_URL, background delivery, retries, a real SMTP trip."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from api.appkeys import SERVICES_KEY
+from api.mail import ConsoleBackend, Mail, Mailer, MemoryBackend, SmtpBackend, backend_for
+from api.settings import SettingsError, load_settings
+from tests.conftest import BASE_ENV, LOGIN
+from tests.mailbox import REQUEST_RESET, RESET, StartApi, gql_ok, token_in
+
+MAIL = Mail(to="ada@example.com", subject="Hi", text="open https://x/?token=SECRET", kind="test")
+
+
+class Flaky:
+    """A backend that fails `failures` times, then delivers."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.delivered: list[Mail] = []
+
+    async def deliver(self, mail: Mail) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionRefusedError("smtp server down")
+        self.delivered.append(mail)
+
+
+async def test_a_failed_send_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    backend = Flaky(failures=2)
+    mailer = Mailer(backend, attempts=3, backoff=0.01)
+    async with mailer.running(drain_timeout=5):
+        mailer.send(MAIL)
+        await mailer.flush()
+    assert backend.delivered == [MAIL]
+    assert mailer.failed == 0
+    assert len([r for r in caplog.records if "retry in" in r.getMessage()]) == 2
+
+
+async def test_a_mail_that_keeps_failing_is_logged_without_its_token(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mailer = Mailer(Flaky(failures=99), attempts=3, backoff=0.01)
+    async with mailer.running(drain_timeout=5):
+        mailer.send(MAIL)
+    assert mailer.failed == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "NOT delivered after 3 attempts" in errors[0]
+    assert "ada@example.com" in errors[0]
+    assert all("SECRET" not in r.getMessage() for r in caplog.records)
+
+
+async def test_sending_never_waits_and_shutdown_drains_the_queue() -> None:
+    class Slow(MemoryBackend):
+        async def deliver(self, mail: Mail) -> None:
+            await asyncio.sleep(0.05)
+            await super().deliver(mail)
+
+    backend = Slow()
+    mailer = Mailer(backend, workers=1)
+    async with mailer.running(drain_timeout=5):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(4):
+            mailer.send(MAIL)
+        assert loop.time() - started < 0.01
+        assert backend.outbox == []
+    assert len(backend.outbox) == 4  # delivered before `running` returned
+
+
+async def test_a_full_queue_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    mailer = Mailer(MemoryBackend(), queue_size=1)
+    mailer.send(MAIL)
+    mailer.send(MAIL)
+    assert mailer.failed == 1
+    assert any("mail queue full" in r.getMessage() for r in caplog.records)
+
+
+async def test_console_mail_is_marked_and_production_withholds_the_link(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await ConsoleBackend(reveal=True).deliver(MAIL)
+    shown = caplog.records[-1].getMessage()
+    assert "DEVELOPMENT MAIL" in shown
+    assert "token=SECRET" in shown
+    await ConsoleBackend(reveal=False).deliver(MAIL)
+    withheld = caplog.records[-1].getMessage()
+    assert "SECRET" not in withheld
+    assert "NOT sent" in withheld
+
+
+def test_mail_url_chooses_the_backend() -> None:
+    assert isinstance(backend_for("memory://", sender="s", production=False), MemoryBackend)
+    development = backend_for("console://", sender="s", production=False)
+    production = backend_for("console://", sender="s", production=True)
+    assert isinstance(development, ConsoleBackend)
+    assert isinstance(production, ConsoleBackend)
+    assert (development._reveal, production._reveal) == (True, False)
+    smtp = backend_for("smtps://me%40x.org:p%3Ass@mail.example:2465", sender="s", production=True)
+    assert isinstance(smtp, SmtpBackend)
+    assert (smtp._host, smtp._port, smtp._tls) == ("mail.example", 2465, True)
+    assert (smtp._username, smtp._password) == ("me@x.org", "p:ss")
+    plain = backend_for("smtp://mail.example", sender="s", production=True)
+    assert isinstance(plain, SmtpBackend)
+    assert (plain._port, plain._tls, plain._username) == (25, False, None)
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"MAIL_URL": "sendmail://"}, "MAIL_URL"),
+        ({"VERIFY_EMAIL_URL": "https://app/verify"}, "VERIFY_EMAIL_URL"),
+        ({"RESET_PASSWORD_URL": "https://app/reset"}, "RESET_PASSWORD_URL"),
+        ({"RESET_TOKEN_TTL": "0"}, "RESET_TOKEN_TTL"),
+    ],
+)
+def test_bad_mail_settings_are_refused(env: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE_ENV, **env}, env_file=None)
+
+
+def test_link_templates_default_to_public_url() -> None:
+    settings = load_settings({**BASE_ENV, "PUBLIC_URL": "https://app.example/"}, env_file=None)
+    assert settings.verify_email_url == "https://app.example/verify-email?token={token}"
+    assert settings.reset_password_url == "https://app.example/reset-password?token={token}"
+    assert (settings.reset_token_ttl, settings.email_verification_ttl) == (1800, 172_800)
+
+
+class Inbox:
+    """aiosmtpd handler: keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(
+            (envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content))
+        )
+        return "250 OK"
+
+
+def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"mailer", b"s3cret")
+    return AuthResult(success=ok)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on a free loopback port, with LOGIN/PLAIN auth."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=_authenticate,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+async def test_password_reset_over_real_smtp(
+    start_api: StartApi, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp_server
+    api = await start_api(
+        MAIL_URL=f"smtp://mailer:s3cret@127.0.0.1:{port}", MAIL_FROM="App <no-reply@app.example>"
+    )
+    await api.register("ada@example.com")
+    await gql_ok(api, REQUEST_RESET, {"e": "ada@example.com"})
+    await api.app[SERVICES_KEY].mailer.flush()
+    assert len(inbox.messages) == 1
+    sender, recipients, message = inbox.messages[0]
+    assert (sender, recipients) == ("no-reply@app.example", ["ada@example.com"])
+    assert message["Subject"] == "Reset your password"
+    assert message["Date"]
+    assert message["Message-ID"].endswith("@app.example>")
+    body = message.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    token = token_in(Mail(to="", subject="", text=body.decode(), kind=""))
+    assert await gql_ok(api, RESET, {"t": token, "p": "mailed new password"})
+    assert "errors" not in await api.gql(
+        LOGIN, {"email": "ada@example.com", "password": "mailed new password"}
+    )
+
+
+async def test_an_unreachable_smtp_server_is_retried_then_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mailer = Mailer(SmtpBackend(f"smtp://127.0.0.1:{port}", "s@x.org"), attempts=2, backoff=0.01)
+    async with mailer.running(drain_timeout=5):
+        mailer.send(MAIL)
+    assert mailer.failed == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("failed (attempt 1 of 2" in m for m in messages)
+    assert any("NOT delivered after 2 attempts" in m and "SMTPConnectError" in m for m in messages)
+    assert all("SECRET" not in m for m in messages)
+
+
+async def test_the_development_console_mailer_logs_a_usable_link(
+    start_api: StartApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    api = await start_api()  # MAIL_URL unset: console://
+    await api.register("ada@example.com")
+    await gql_ok(api, REQUEST_RESET, {"e": "ada@example.com"})
+    await api.app[SERVICES_KEY].mailer.flush()
+    (mail_log,) = [r.getMessage() for r in caplog.records if "DEVELOPMENT MAIL" in r.getMessage()]
+    token = token_in(Mail(to="", subject="", text=mail_log, kind=""))
+    assert await gql_ok(api, RESET, {"t": token, "p": "from the console"})
+    # That development mail is the only log line with the token in it.
+    assert [r for r in caplog.records if token in r.getMessage()] == [
+        r for r in caplog.records if "DEVELOPMENT MAIL" in r.getMessage()
+    ]
