@@ -70,6 +70,9 @@ def hash_jti(jti: str) -> str:
     return hashlib.sha256(jti.encode()).hexdigest()
 
 
+VERIFIED_CACHE_SIZE = 4096  # access tokens remembered as verified (~4 MB at most)
+
+
 class TokenService:
     """Signs and verifies; the algorithm is pinned from configuration, never the header."""
 
@@ -82,6 +85,8 @@ class TokenService:
         self._leeway = settings.jwt_leeway
         self._clock = clock
         self._jwt = _pyjwt()
+        # access token -> its verified claims: a client sends one token dozens of times.
+        self._verified: dict[str, AccessClaims] = {}
         self._access_headers: dict[str, Any] = {"typ": ACCESS_TYP}
         if keys.signing_kid is not None:
             self._access_headers["kid"] = keys.signing_kid
@@ -136,6 +141,22 @@ class TokenService:
 
     def verify_access(self, token: str) -> AccessClaims:
         """Raise TokenExpiredError or InvalidTokenError unless every check passes."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            # The very string that passed every check with our keys (read once at start, so
+            # the outcome cannot change): only `exp` can have come due since, `iat` and `nbf`
+            # only get further in the past. Revocation is the caller's, on every request.
+            if self.is_expired(claims.exp):
+                del self._verified[token]
+                raise TokenExpiredError()
+            return claims
+        claims = self._verify_access(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:  # oldest first; only valid tokens get in
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = claims
+        return claims
+
+    def _verify_access(self, token: str) -> AccessClaims:
         if self._keys.signing_kid is None:  # HS256: one key, no need to read the header first
             payload = self._decode(
                 token,

@@ -477,3 +477,36 @@ async def test_tokens_of_a_sibling_deployment_sharing_the_key_are_refused(
     )
     assert jwt.get_unverified_header(token) == target.header  # same key, same kid
     assert await me_code(target.api, token) == "INVALID_TOKEN"
+
+
+def test_the_verified_token_cache_is_exact_bounded_and_expires(make_settings: Any) -> None:
+    """TokenService remembers verified access tokens: only the exact string, never past exp."""
+    from api.auth import tokens as tokens_module
+    from api.errors import InvalidTokenError, TokenExpiredError
+
+    settings = make_settings()
+    clock = FrozenClock(1_800_000_000)
+    service = TokenService(settings, KeyRing.from_settings(settings), clock)
+    token, exp = service.issue_access(
+        sub="u1", sid="s1", roles=["user"], auth_time=clock(), iat=clock()
+    )
+    assert service.verify_access(token).sub == "u1"
+    assert service.verify_access(token).sub == "u1"  # from the cache
+    head, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for forged in (f"{head}.{payload}.{flipped}", token + " ", f"{head}.{payload}."):
+        with pytest.raises(InvalidTokenError):
+            service.verify_access(forged)
+    clock.advance(exp - clock() + settings.jwt_leeway)
+    with pytest.raises(TokenExpiredError):
+        service.verify_access(token)
+    with pytest.raises(TokenExpiredError):  # and it stays so: not re-verified into validity
+        service.verify_access(token)
+
+    bound = tokens_module.VERIFIED_CACHE_SIZE
+    for n in range(bound + 10):
+        minted, _ = service.issue_access(
+            sub=f"u{n}", sid="s", roles=[], auth_time=clock(), iat=clock()
+        )
+        service.verify_access(minted)
+    assert len(service._verified) == bound
