@@ -11,6 +11,7 @@ from typing import Any
 from graphql import (
     ASTValidationRule,
     DirectiveNode,
+    DocumentNode,
     FieldNode,
     GraphQLError,
     GraphQLSyntaxError,
@@ -131,22 +132,37 @@ class TagTokenLimit(SchemaExtension):
 
 
 class ValidationResults:
-    """query text -> its validation errors, least recently used out first. The schema and
-    the rules never change, so the text decides the outcome; strawberry's ValidationCache
-    keys on the parsed document instead, and hashes every node of it on each request."""
+    """query text -> its validation errors, least recently used out first, and for a text
+    that validated without errors its parsed document too (schema/execution.py runs it).
+
+    The schema and the rules never change, so the text decides the outcome; strawberry's
+    ValidationCache keys on the parsed document instead, and hashes every node of it on each
+    request."""
 
     def __init__(self, maxsize: int) -> None:
-        self._entries: OrderedDict[str, tuple[GraphQLError, ...]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[tuple[GraphQLError, ...], DocumentNode | None]]
+        self._entries = OrderedDict()
         self._maxsize = maxsize
 
     def get(self, query: str) -> tuple[GraphQLError, ...] | None:
-        errors = self._entries.get(query)
-        if errors is not None:
-            self._entries.move_to_end(query)
-        return errors
+        entry = self._entries.get(query)
+        if entry is None:
+            return None
+        self._entries.move_to_end(query)
+        return entry[0]
 
-    def put(self, query: str, errors: tuple[GraphQLError, ...]) -> None:
-        self._entries[query] = errors
+    def valid_document(self, query: str) -> DocumentNode | None:
+        """The document of a text that parsed and validated without errors, if known."""
+        entry = self._entries.get(query)
+        if entry is None:
+            return None
+        self._entries.move_to_end(query)
+        return entry[1]
+
+    def put(
+        self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode | None
+    ) -> None:
+        self._entries[query] = (errors, None if errors else document)
         if len(self._entries) > self._maxsize:
             self._entries.popitem(last=False)
 
@@ -177,17 +193,18 @@ class ValidateLimitsFirst(SchemaExtension):
                 found = validate_document(schema, ctx.graphql_document, ctx.validation_rules)
             errors = tuple(found)
             if ctx.query is not None:
-                self._results.put(ctx.query, errors)
+                self._results.put(ctx.query, errors, ctx.graphql_document)
         ctx.pre_execution_errors = list(errors)
         yield
 
 
 def limit_extensions(
-    settings: Settings, cache_size: int = 1024
+    settings: Settings, results: ValidationResults
 ) -> list[Callable[[], SchemaExtension] | type[SchemaExtension]]:
     """The extensions that enforce the MAX_* settings (in every environment) and validate.
 
-    They replace strawberry's ValidationCache (ValidateLimitsFirst is one, with a first pass).
+    They replace strawberry's ValidationCache (ValidateLimitsFirst is one, with a first pass);
+    `results` is the schema's one cache, shared by every request.
     """
     limit_rules = tuple(
         too_complex(rule)
@@ -199,7 +216,6 @@ def limit_extensions(
             MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
         )
     )
-    results = ValidationResults(cache_size)  # one per schema, shared by every request
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         TagTokenLimit,
