@@ -42,6 +42,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         config=StrawberryConfig(disable_field_suggestions=not settings.field_suggestions),
         hide_suggestions=not settings.field_suggestions,
         prepared=validated,
+        execution_timeout=settings.execution_timeout,
     )
     check_guards(schema)
     return schema

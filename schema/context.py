@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, TypeGuard
 
 import strawberry
@@ -43,11 +43,13 @@ class Context:
     services: Services
     viewer: Viewer
     client: ClientInfo
-    users: DataLoader[str, User | None] = field(
-        default_factory=lambda: DataLoader(load_fn=_load_users)
-    )
     # Read only with REQUIRE_VERIFIED_EMAIL on (load_email_verified); None: not read.
     email_verified: bool | None = None
+
+    @cached_property
+    def users(self) -> DataLoader[str, User | None]:
+        """Users by id, batched per request; made on first use (most requests never load one)."""
+        return DataLoader(load_fn=_load_users)
 
     async def current_user(self) -> User:
         """The viewer's own row (one primary-key lookup per request, shared by every field)."""
@@ -116,8 +118,8 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
         if request_adapter.method == "GET" and not self.settings.get_queries:
             raise HTTPException(405, "GraphQL queries over GET are disabled; use POST.")
         try:
-            async with asyncio.timeout(self.settings.execution_timeout):
-                return await super().execute_single(request, request_adapter, *args, **kwargs)
+            # The schema arms EXECUTION_TIMEOUT (only for operations that wait on something).
+            return await super().execute_single(request, request_adapter, *args, **kwargs)
         except HTTPException as exc:
             # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed (strawberry: 400).
             if request_adapter.method == "GET" and isinstance(

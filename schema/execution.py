@@ -9,11 +9,15 @@ hook context managers on every request (a fifth of the CPU of a small guarded qu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
 
 import strawberry
+from graphql import (
+    ExecutionResult as GraphQLExecutionResult,
+)
 from graphql import (
     GraphQLError,
     OperationDefinitionNode,
@@ -25,7 +29,6 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import MaskErrors
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
-from strawberry.utils.await_maybe import await_maybe
 
 from api import db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
@@ -82,10 +85,16 @@ class MaskUnexpectedErrors(MaskErrors):
 
 class GraphGateSchema(strawberry.Schema):
     def __init__(
-        self, *args: Any, hide_suggestions: bool, prepared: ValidationResults, **kwargs: Any
+        self,
+        *args: Any,
+        hide_suggestions: bool,
+        prepared: ValidationResults,
+        execution_timeout: float,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.hide_suggestions = hide_suggestions
+        self._timeout = execution_timeout
         self._prepared = prepared
         self._masker = MaskUnexpectedErrors()
         extensions = self.get_extensions()
@@ -129,31 +138,36 @@ class GraphGateSchema(strawberry.Schema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
+        """Run one operation; TimeoutError past EXECUTION_TIMEOUT (the view answers it)."""
         operation = self._prepared_operation(query, operation_name, allowed_operation_types)
         if operation is None:  # first sight, invalid, or an error strawberry must raise
-            return await super().execute(
-                query,
-                variable_values,
-                context_value,
-                root_value,
-                operation_name,
-                allowed_operation_types,
-                operation_extensions,
-            )
+            async with asyncio.timeout(self._timeout):
+                return await super().execute(
+                    query,
+                    variable_values,
+                    context_value,
+                    root_value,
+                    operation_name,
+                    allowed_operation_types,
+                    operation_extensions,
+                )
         document, definition = operation
-        result = await await_maybe(
-            execute(
-                self._schema,
-                document,
-                root_value=root_value,
-                variable_values=variable_values,
-                operation_name=operation_name,
-                context_value=context_value,
-                executor_class=self.execution_context_class,
-                is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-                operation_extensions=operation_extensions,
-            )
+        outcome = execute(
+            self._schema,
+            document,
+            root_value=root_value,
+            variable_values=variable_values,
+            operation_name=operation_name,
+            context_value=context_value,
+            executor_class=self.execution_context_class,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+            operation_extensions=operation_extensions,
         )
+        if isinstance(outcome, GraphQLExecutionResult):
+            result = outcome  # answered without waiting (`me { id roles }`): nothing to time
+        else:
+            async with asyncio.timeout(self._timeout):
+                result = await outcome
         errors = result.errors
         if errors:
             self._process_errors(errors)

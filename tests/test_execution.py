@@ -164,3 +164,24 @@ async def test_mutations_over_get_are_still_refused_when_get_is_on(
     await send(api, {"query": query})  # validated once, through POST
     resp = await api.client.get("/graphql", params={"query": query})
     assert resp.status == 405
+
+
+async def test_a_prepared_operation_that_waits_is_still_cut_by_the_execution_timeout(
+    start_api: Any, pipeline: PipelineCalls
+) -> None:
+    import time
+
+    from api.appkeys import SERVICES_KEY
+
+    api = await start_api(EXECUTION_TIMEOUT="1", PASSWORD_HASH_THREADS="1")
+    await api.register()
+
+    def slow_hash(*_: object) -> object:
+        time.sleep(1.5)  # in the hashing thread: the event loop stays free
+        return (True, None)
+
+    api.app[SERVICES_KEY].hasher._timed = slow_hash  # type: ignore[method-assign]
+    credentials = {"email": "ada@example.com", "password": "correct horse"}
+    status, body, calls = await twice(api, pipeline, {"query": LOGIN, "variables": credentials})
+    assert code(body) == "QUERY_TOO_COMPLEX", body
+    assert calls == 1  # the second one ran on the fast path, and was cut all the same
