@@ -368,7 +368,7 @@ class Bench:
     def progress(label: str, round_no: int, name: str, r: dict[str, Any]) -> None:
         extra = f" bad={r['bad']}" + (f" starved={r['starved']}" if "starved" in r else "")
         print(
-            f"  [{label}] round {round_no + 1} {name:<19} {r['rps']:9.0f}/s "
+            f"  [{label}] round {round_no + 1} {name:<25} {r['rps']:9.0f}/s "
             f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:7.2f} ms  "
             f"cpu {r['cpu_us_per_request']:6.0f} us/req{extra}",
             flush=True,
