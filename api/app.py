@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
 
@@ -77,6 +78,21 @@ async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
+_heap_frozen = False
+
+
+async def freeze_heap(app: web.Application) -> None:
+    """After start-up, once per process: full collections stop walking the start-up objects
+    (schema, models, modules), and young ones run every 7,000 allocations, not 700."""
+    global _heap_frozen
+    if _heap_frozen:  # tests build an app per test: freezing each would keep every test's
+        return  # app, once garbage (cycles), from ever being collected
+    _heap_frozen = True
+    gc.collect()  # garbage from start-up goes now, not into the frozen generation
+    gc.freeze()
+    gc.set_threshold(7000, 20, 20)
+
+
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:
     """The whole service: database, auth services, GraphQL view, health endpoints."""
     from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
@@ -119,4 +135,5 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.router.add_get("/metrics", metrics_handler(services.metrics, settings.metrics_token))
     if settings.graphiql:
         add_graphiql_assets(app)
+    app.on_startup.append(freeze_heap)  # after the cleanup contexts: database, revocations
     return app

@@ -29,6 +29,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (
     BENCH,
+    LOGIN,
+    REGISTER,
     BenchError,
     Load,
     Server,
@@ -48,6 +50,10 @@ QUERIES = {
     "notes(first: 20) + owner": "{ notes(first: 20) { edges { node { title owner { email } } } } }",
 }
 CREATE_NOTE = 'mutation N($t: String!) { createNote(title: $t, body: "bench") { id } }'
+# --scenarios revocation: graphgate-sqlite against this twin, whose revocation check always
+# answers "not revoked" (bench/launch_no_revocation.py; a bench-only launcher, no setting).
+TWIN = "graphgate-sqlite-norevoke"
+REVOCATION_LABEL = "me { id roles }: revocation check on / off"
 
 
 def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
@@ -79,6 +85,10 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     for name, url in databases.items():
         env = {**graphgate_env, "DATABASE_URL": url}
         servers.append(Server(name, "graphgate", [py, "-m", "api", "serve"], env, workdir))
+    if "revocation" in args.scenarios:  # same settings as graphgate-sqlite, its own file
+        env = {**graphgate_env, "DATABASE_URL": f"sqlite://{workdir}/{TWIN}.sqlite3"}
+        argv = [py, str(BENCH / "launch_no_revocation.py"), "serve"]
+        servers.append(Server(TWIN, "twin", argv, env, workdir))
     for alt in args.alt:  # another source tree (a proposed change), on its own SQLite file
         name, _, root = alt.partition("=")
         env = {**graphgate_env, "PYTHONPATH": str(Path(root).resolve())}
@@ -96,6 +106,9 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
                 f"unknown --servers {sorted(unknown)}; known: {[s.name for s in servers]}"
             )
         servers = [s for s in servers if s.name in args.servers]
+    names = {s.name for s in servers}
+    if "revocation" in args.scenarios and not {"graphgate-sqlite", TWIN} <= names:
+        raise BenchError(f"--scenarios revocation needs graphgate-sqlite and {TWIN}")
     return servers
 
 
@@ -123,6 +136,7 @@ class Bench:
         self.args = args
         self.servers = {s.name: s for s in servers}
         self.graphgates = [s for s in servers if s.kind == "graphgate"]
+        self.twins = [s for s in servers if s.kind == "twin"]  # only in their own scenario
         self.workdir = workdir
         self.load = Load(args.threads, args.connections, args.seconds, args.load_cpu)
         self.report: dict[str, Any] = {"scenarios": {}, "skipped": {}}
@@ -147,9 +161,17 @@ class Bench:
         raise BenchError(f"{server.name} answered {query!r} with {answer['errors']}")
 
     async def query_scenario(
-        self, session: aiohttp.ClientSession, label: str, names: list[str]
-    ) -> None:
-        query = QUERIES[label]
+        self,
+        session: aiohttp.ClientSession,
+        label: str,
+        names: list[str],
+        query: str | None = None,
+        bases: dict[str, list[str]] | None = None,
+        alternate: bool = False,
+    ) -> dict[str, Any] | None:
+        """wrk rounds of one query; `bases`: which ratios to compute (default: every
+        graphgate against ceiling and naive); `alternate`: reverse the order in odd rounds."""
+        query = query or QUERIES[label]
         servers = []
         for name in names:
             if name not in self.servers:
@@ -161,27 +183,89 @@ class Bench:
             else:
                 servers.append(self.servers[name])
         if not servers:
-            return
+            return None
         body = self.write("body.json", json.dumps({"query": query}))
         tokens = {s.name: self.write(f"token-{s.name}", self.token_for(s)) for s in servers}
         for server in servers:  # warm-up: connection pools, caches, lazy imports
             await wrk(self.load, server, "query.lua", body, tokens[server.name], seconds=2)
         per_round: dict[str, list[dict[str, Any]]] = {s.name: [] for s in servers}
         for round_no in range(self.args.rounds):
-            for server in servers:
+            order = servers[::-1] if alternate and round_no % 2 else servers
+            for server in order:
                 result = await wrk(self.load, server, "query.lua", body, tokens[server.name])
                 per_round[server.name].append(result)
                 self.progress(label, round_no, server.name, result)
         scenario = {name: summarise(runs) for name, runs in per_round.items()}
-        for gg in (s.name for s in servers if s.kind == "graphgate"):
-            for base in ("ceiling", "naive"):
-                if base in per_round:
+        if bases is None:
+            bases = {s.name: ["ceiling", "naive"] for s in servers if s.kind == "graphgate"}
+        for gg, base_names in bases.items():
+            for base in base_names:
+                if gg in per_round and base in per_round:
                     scenario[gg][f"vs_{base}"] = ratios(per_round, gg, base, "rps")
                     # the same ratio from CPU time per request: base cost / our cost
                     scenario[gg][f"cpu_vs_{base}"] = ratios(
                         per_round, base, gg, "cpu_us_per_request"
                     )
         self.report["scenarios"][label] = scenario
+        return scenario
+
+    async def revocation_scenario(self, session: aiohttp.ClientSession) -> None:
+        """`{ me { id roles } }` on graphgate-sqlite and on its twin without the check."""
+        on, off = self.servers["graphgate-sqlite"], self.servers[TWIN]
+        count = self.args.revoked_sessions
+        for server, accepted in ((on, False), (off, True)):
+            token = await self.revoked_sessions(session, server, count)
+            # The switch is real: an ended session's token is refused only where it is on.
+            answer = await gql(session, server.url, QUERIES["me { id roles }"], token=token)
+            codes = [e.get("extensions", {}).get("code") for e in answer.get("errors") or []]
+            if accepted != (not codes) or (not accepted and codes != ["TOKEN_REVOKED"]):
+                raise BenchError(
+                    f"{server.name}: a token of an ended session got {answer}; expected "
+                    + ("data (check off)" if accepted else "TOKEN_REVOKED (check on)")
+                )
+            print(f"  {server.name}: {count} ended sessions; their token is "
+                  f"{'accepted' if accepted else 'refused (TOKEN_REVOKED)'}", flush=True)  # fmt: skip
+        scenario = await self.query_scenario(
+            session,
+            REVOCATION_LABEL,
+            [on.name, off.name],
+            query=QUERIES["me { id roles }"],
+            bases={on.name: [off.name]},
+            alternate=True,  # on, off, then off, on: a drift favours neither
+        )
+        assert scenario is not None
+        mine = scenario[on.name]
+        # What the check costs: the share of req/s lost, and the extra CPU per request.
+        mine["check_cost_rps"] = [1 - r for r in mine[f"vs_{off.name}"]]
+        mine["check_cost_cpu"] = [1 / r - 1 for r in mine[f"cpu_vs_{off.name}"]]
+        mine["revoked_sessions"] = count
+
+    @staticmethod
+    async def revoked_sessions(
+        session: aiohttp.ClientSession, server: Server, count: int, parallel: int = 4
+    ) -> str:
+        """`count` sessions of a user of their own, all ended by `logoutAll`: `count`
+        entries in the worker's revocation list. Returns the access token of one of them."""
+        email, password = f"revoked-{secrets.token_hex(6)}@example.com", secrets.token_urlsafe(18)
+        answer = await gql(session, server.url, REGISTER, {"email": email, "password": password})
+        if answer.get("errors"):
+            raise BenchError(f"register on {server.name} failed: {answer['errors']}")
+        first: str = answer["data"]["register"]["accessToken"]  # register opens a session
+        gate = asyncio.Semaphore(parallel)
+
+        async def one() -> str:
+            async with gate:
+                made = await gql(session, server.url, LOGIN, {"email": email, "password": password})
+                if made.get("errors"):
+                    raise BenchError(f"login on {server.name} failed: {made['errors']}")
+                token: str = made["data"]["login"]["accessToken"]
+                return token
+
+        tokens = await asyncio.gather(*(one() for _ in range(count - 1)))
+        ended = await gql(session, server.url, "mutation { logoutAll }", token=tokens[-1])
+        if ended.get("errors") or ended["data"]["logoutAll"] != count:
+            raise BenchError(f"logoutAll on {server.name}: {ended}; expected {count}")
+        return first
 
     async def notes_scenario(self, session: aiohttp.ClientSession) -> None:
         label = "notes(first: 20) + owner"
@@ -277,13 +361,14 @@ class Bench:
 
     def rss(self) -> dict[str, float]:
         """VmRSS of every graphgate worker now, in MiB."""
-        return {g.name: round(g.memory()["VmRSS"] / 1024, 1) for g in self.graphgates}
+        servers = [*self.graphgates, *self.twins]
+        return {g.name: round(g.memory()["VmRSS"] / 1024, 1) for g in servers}
 
     @staticmethod
     def progress(label: str, round_no: int, name: str, r: dict[str, Any]) -> None:
         extra = f" bad={r['bad']}" + (f" starved={r['starved']}" if "starved" in r else "")
         print(
-            f"  [{label}] round {round_no + 1} {name:<19} {r['rps']:9.0f}/s "
+            f"  [{label}] round {round_no + 1} {name:<25} {r['rps']:9.0f}/s "
             f"p50 {r['p50_us'] / 1000:6.2f} ms  p99 {r['p99_us'] / 1000:7.2f} ms  "
             f"cpu {r['cpu_us_per_request']:6.0f} us/req{extra}",
             flush=True,
@@ -298,7 +383,8 @@ def render(report: dict[str, Any]) -> str:
         "| scenario | server | req/s (median of rounds; min-max) | p50 ms | p99 ms | server CPU µs/req | bad answers |",
         "|---|---|---|---|---|---|---|",
     ]
-    ratio_lines = []
+    ratio_lines: list[str] = []
+    cost_lines: list[str] = []
     storm = None
     for label, scenario in report["scenarios"].items():
         if "logins/s" in label:
@@ -309,20 +395,35 @@ def render(report: dict[str, Any]) -> str:
                 f"| `{label}` | {name} | {s['rps']:,.0f} ({s['rps_min']:,.0f}-{s['rps_max']:,.0f}) "
                 f"| {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['cpu_us']:.0f} | {s['bad']} |"
             )
-            for base in ("ceiling", "naive"):
-                if f"vs_{base}" in s:
-                    each = ", ".join(f"{x:.2f}" for x in s[f"vs_{base}"])
-                    med = statistics.median(s[f"vs_{base}"])
-                    cpu = statistics.median(s[f"cpu_vs_{base}"])
-                    ratio_lines.append(
-                        f"| `{label}` | {name} / {base} | **{med:.2f}** | {each} | {cpu:.2f} |"
-                    )
+            for base in [key[3:] for key in s if key.startswith("vs_")]:
+                each = ", ".join(f"{x:.2f}" for x in s[f"vs_{base}"])
+                med = statistics.median(s[f"vs_{base}"])
+                cpu = statistics.median(s[f"cpu_vs_{base}"])
+                ratio_lines.append(
+                    f"| `{label}` | {name} / {base} | **{med:.2f}** | {each} | {cpu:.2f} |"
+                )
+            if "check_cost_rps" in s:
+                cost_lines.append(
+                    f"| {s['revoked_sessions']} "
+                    f"| **{statistics.median(s['check_cost_rps']):+.1%}** "
+                    f"| {', '.join(f'{x:+.1%}' for x in s['check_cost_rps'])} "
+                    f"| **{statistics.median(s['check_cost_cpu']):+.1%}** "
+                    f"| {', '.join(f'{x:+.1%}' for x in s['check_cost_cpu'])} |"
+                )
     if ratio_lines:
         lines += [
             "",
             "| scenario | ratio of req/s | median | per round | ratio by CPU/req (base/this) |",
             "|---|---|---|---|---|",
             *ratio_lines,
+        ]
+    if cost_lines:
+        lines += [
+            "",
+            "| revocation check: ended sessions in the list | req/s lost (median) | per round "
+            "| extra CPU/req (median) | per round |",
+            "|---|---|---|---|---|",
+            *cost_lines,
         ]
     if storm:
         label, scenario = storm
@@ -386,7 +487,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     server.start(args.server_cpu)
                 for server in servers:
                     await server.wait_ready(session)
-                for gg in bench.graphgates:
+                for gg in [*bench.graphgates, *bench.twins]:
                     await register(session, gg)
                 wanted = set(args.scenarios)
                 all_servers = [s.name for s in servers]
@@ -414,6 +515,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     await bench.storm_scenario(session)
                     timeline["storm"] = bench.rss()
+                if "revocation" in wanted:
+                    print("scenario: revocation check on / off", flush=True)
+                    await bench.revocation_scenario(session)
+                    timeline["revocation"] = bench.rss()
                 bench.report["memory"] = {s.name: s.memory() for s in servers}
         finally:
             for server in servers:
@@ -444,7 +549,12 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument(
         "--scenarios", nargs="+", default=["me", "email", "notes", "refresh", "storm"],
-        choices=["me", "email", "notes", "refresh", "storm"],
+        choices=["me", "email", "notes", "refresh", "storm", "revocation"],
+        help="revocation (not in the default run): graphgate-sqlite against " + TWIN,
+    )  # fmt: skip
+    parser.add_argument(
+        "--revoked-sessions", type=int, default=300,
+        help="--scenarios revocation: ended sessions in each worker's list before the run",
     )  # fmt: skip
     parser.add_argument(
         "--alt", action="append", default=[], metavar="NAME=PATH",
