@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from cross_web import HTTPException
 from strawberry.aiohttp.views import GraphQLView
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 
 from api.graphiql import graphiql_response
 
@@ -101,6 +102,10 @@ class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         try:
+            if request.method == "POST" and request.content_type == JSON:
+                response = await self._run_json_post(request)
+                if response is not None:
+                    return response
             return await self.run(request=request)
         except HTTPException as exc:
             # strawberry answers a malformed request in plain text; clients (GraphiQL
@@ -114,6 +119,49 @@ class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
                 charset="utf-8",
                 headers={"Vary": "Accept"},
             )
+
+    async def _run_json_post(self, request: web.Request) -> web.Response | None:
+        """strawberry's `run`, for what nearly every client sends: one operation as a JSON
+        object in a POST. The same hooks in the same order, without `run`'s dispatch over
+        every other kind of request (content type parsed through `email.message`, stream
+        transports, subscription and batch results): ~8% of a small query's CPU.
+
+        None, before anything ran, for any other body (a batch, a malformed or ill-typed
+        one): `run` then answers it as it always does."""
+        if self._stream_transport_map:  # streaming over HTTP is configured: `run` decides
+            return None
+        try:
+            data = self.decode_json(await request.read())  # aiohttp keeps the body for `run`
+        except ValueError:
+            return None
+        if type(data) is not dict or type(data.get("query")) is not str:
+            return None
+        variables, extensions = data.get("variables"), data.get("extensions")
+        name = data.get("operationName")
+        if not (
+            (variables is None or type(variables) is dict)
+            and (extensions is None or type(extensions) is dict)
+            and (name is None or type(name) is str)
+        ):
+            return None
+        root_value = await self.get_root_value(request)
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        result = await self.execute_operation(
+            request=request,
+            request_adapter=self.request_adapter_class(request),
+            request_data=GraphQLRequestData(
+                query=data["query"], variables=variables, operation_name=name, extensions=extensions
+            ),
+            context=context,
+            root_value=root_value,
+            sub_response=sub_response,
+        )
+        assert isinstance(result, ExecutionResult)  # no batch, no stream: one result
+        response_data = await self.process_result(request=request, result=result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data=response_data, sub_response=sub_response)
 
     async def get_sub_response(self, request: web.Request) -> web.Response:
         response = web.Response()

@@ -185,3 +185,42 @@ async def test_a_prepared_operation_that_waits_is_still_cut_by_the_execution_tim
     status, body, calls = await twice(api, pipeline, {"query": LOGIN, "variables": credentials})
     assert code(body) == "QUERY_TOO_COMPLEX", body
     assert calls == 1  # the second one ran on the fast path, and was cut all the same
+
+
+async def test_plain_json_posts_skip_strawberrys_dispatch_and_the_rest_take_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """schema/http.py answers a POST of one JSON operation itself; every other request
+    (batch, malformed or ill-typed body, another content type) goes through `run`."""
+    from strawberry.aiohttp.views import GraphQLView
+
+    runs = 0
+    run = GraphQLView.run
+
+    async def counted(view: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        return await run(view, *args, **kwargs)
+
+    monkeypatch.setattr(GraphQLView, "run", counted)
+    assert await send(api, {"query": "{ __typename }"}) == (200, {"data": {"__typename": "Query"}})
+    status, body = await send(api, {"query": "{ me { id } }", "variables": None})
+    assert code(body) == "UNAUTHENTICATED"
+    assert runs == 0
+
+    odd_bodies: list[tuple[Any, int]] = [
+        ([{"query": "{ __typename }"}], 400),  # a batch: refused
+        ({"query": 42}, 400),
+        ({"query": "{ __typename }", "variables": [1]}, 400),
+        ({"query": "{ __typename }", "extensions": "x"}, 400),
+    ]
+    for payload, expected in odd_bodies:
+        resp = await api.client.post("/graphql", json=payload)
+        assert resp.status == expected, (payload, await resp.text())
+    resp = await api.client.post(
+        "/graphql", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    resp = await api.client.post("/graphql", data={"query": "{ __typename }"})  # a form
+    assert resp.status >= 400
+    assert runs == len(odd_bodies) + 2
