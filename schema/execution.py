@@ -26,14 +26,20 @@ from graphql import (
     get_operation_ast,
 )
 from strawberry.execution import optimized_is_awaitable
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from api import db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
-from schema.limits import ValidationResults
-from schema.telemetry import record_operation
+from schema.limits import TagTokenLimit, ValidateLimitsFirst, ValidationResults
+from schema.telemetry import RequestTelemetry, record_operation
 
 log = logging.getLogger("graphgate.errors")
 _MASKED = "Internal server error."
@@ -83,6 +89,22 @@ class MaskUnexpectedErrors(MaskErrors):
         return self._process_errors(errors)
 
 
+# Extensions whose work on a prepared operation is done: parsing and validation happened
+# when the text was first seen (and cannot come out otherwise), masking and telemetry are
+# repeated by hand.
+_KNOWN_EXTENSIONS: frozenset[type[SchemaExtension]] = frozenset(
+    {
+        ParserCache,
+        MaxTokensLimiter,
+        TagTokenLimit,
+        ValidateLimitsFirst,
+        AddValidationRules,
+        MaskUnexpectedErrors,
+        RequestTelemetry,
+    }
+)
+
+
 class GraphGateSchema(strawberry.Schema):
     def __init__(
         self,
@@ -100,11 +122,12 @@ class GraphGateSchema(strawberry.Schema):
         extensions = self.get_extensions()
         kinds = {type(extension) for extension in extensions}
         # The fast path does by hand what our extensions do after validation (masking,
-        # telemetry); an extension it does not know, one with a resolve hook (middleware) or
-        # a schema directive would be skipped there, so any of those turns it off.
+        # telemetry); any other extension, one with a resolve hook (middleware) or a schema
+        # directive would be skipped there, so any of those turns it off.
         self._fast_path = (
-            not self.directives
-            and MaskUnexpectedErrors in kinds
+            MaskUnexpectedErrors in kinds
+            and kinds <= _KNOWN_EXTENSIONS
+            and not self.directives
             and not any(extension._implements_resolve() for extension in extensions)
         )
 

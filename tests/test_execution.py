@@ -224,3 +224,36 @@ async def test_plain_json_posts_skip_strawberrys_dispatch_and_the_rest_take_it(
     resp = await api.client.post("/graphql", data={"query": "{ __typename }"})  # a form
     assert resp.status >= 400
     assert runs == len(odd_bodies) + 2
+
+
+def test_an_extension_the_fast_path_does_not_know_turns_it_off() -> None:
+    from strawberry.extensions import SchemaExtension
+
+    from schema.execution import GraphGateSchema, MaskUnexpectedErrors
+    from schema.limits import ValidationResults
+    from schema.telemetry import RequestTelemetry
+
+    @strawberry.type
+    class Query:
+        ping: str = "pong"
+
+    class Audit(SchemaExtension):
+        pass
+
+    class Middleware(SchemaExtension):
+        def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+            return _next(root, info, *args, **kwargs)
+
+    def schema(*extensions: type[SchemaExtension]) -> GraphGateSchema:
+        return GraphGateSchema(
+            query=Query,
+            extensions=list(extensions),
+            hide_suggestions=True,
+            prepared=ValidationResults(8),
+            execution_timeout=10,
+        )
+
+    assert schema(MaskUnexpectedErrors, RequestTelemetry)._fast_path
+    assert not schema(MaskUnexpectedErrors, RequestTelemetry, Audit)._fast_path
+    assert not schema(MaskUnexpectedErrors, Middleware)._fast_path
+    assert not schema(RequestTelemetry)._fast_path  # nothing would mask its errors
