@@ -83,14 +83,13 @@ _heap_frozen = False
 
 async def freeze_heap(app: web.Application) -> None:
     """After start-up, once per process: full collections stop walking the start-up objects
-    (schema, models, modules), and young ones run every 7,000 allocations, not 700."""
+    (schema, models, modules)."""
     global _heap_frozen
     if _heap_frozen:  # tests build an app per test: freezing each would keep every test's
         return  # app, once garbage (cycles), from ever being collected
     _heap_frozen = True
     gc.collect()  # garbage from start-up goes now, not into the frozen generation
     gc.freeze()
-    gc.set_threshold(7000, 20, 20)
 
 
 def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Application:

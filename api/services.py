@@ -58,6 +58,7 @@ class Services:
             threads=settings.password_hash_threads,
             queue_limit=settings.password_hash_queue,
             max_wait=settings.password_hash_max_wait,
+            nice=settings.password_hash_nice,
         )
         revocations = RevocationList(clock, settings.access_token_ttl, settings.jwt_leeway)
         audit = AuditLog(clock)

@@ -76,6 +76,7 @@ class Settings:
     password_hash_threads: int = 2
     password_hash_queue: int = 128
     password_hash_max_wait: float = 2.0
+    password_hash_nice: int = 5
     max_in_flight: int = 1000
     data_dir: str = "data"
     log_format: str = "text"
@@ -318,6 +319,7 @@ def load_settings(
         password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", 2, low=1),
         password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", 128, low=0),
         password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", 2.0, low=0.0),
+        password_hash_nice=_int(env, "PASSWORD_HASH_NICE", 5, low=0),
         max_in_flight=_int(env, "MAX_IN_FLIGHT", 1000, low=1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
