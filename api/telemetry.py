@@ -47,9 +47,7 @@ def telemetry_middleware(metrics: Metrics) -> Middleware:
         finally:
             seconds = time.perf_counter() - started
             route = _route(request)
-            metrics.http_requests.labels(
-                method=request.method, route=route, status=str(status)
-            ).inc()
+            metrics.http_requests.labels(request.method, route, str(status)).inc()
             if scope.graphql_ok is not None:
                 metrics.observe_graphql(
                     scope.operation,
