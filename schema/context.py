@@ -128,7 +128,10 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
                 raise HTTPException(405, exc.reason) from exc
             raise
         except TimeoutError:
-            if request.app[LOOP_LAG_KEY].saturated:  # the server is busy, not the query big
+            busy = (
+                request.app[LOOP_LAG_KEY].saturated or request.app[SERVICES_KEY].hasher.backlogged
+            )
+            if busy:  # the server (its loop or its password hashing) is short, not the query big
                 message = "The server is too busy to finish this operation; retry later."
                 error = GraphQLError(message, extensions={"code": "SERVICE_UNAVAILABLE"})
             else:

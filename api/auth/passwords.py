@@ -38,6 +38,9 @@ def check_password(password: str, field: str = "password") -> None:
         )
 
 
+BACKLOG_MEMORY = 5.0  # seconds a queue for the hashing threads counts as "busy" afterwards
+
+
 def lower_thread_priority(nice: int) -> None:
     """Give the calling thread `nice` more niceness than it has (Linux: a per-thread value).
 
@@ -73,11 +76,20 @@ class PasswordHasher:
         self._max_wait = max_wait
         self._pending = 0  # submitted and not finished: running plus waiting
         self._seconds_per_hash = 0.0  # learned from each hash (moving average); 0: not yet
+        self._queued_at = -BACKLOG_MEMORY  # when a hash last had to wait for a thread
+
+    @property
+    def backlogged(self) -> bool:
+        """A hash had to queue for a thread within the last BACKLOG_MEMORY seconds: a sign-in
+        that ran too long was most likely waiting its turn (the server is short of CPU)."""
+        return time.monotonic() - self._queued_at < BACKLOG_MEMORY
 
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
         expected_wait = self._pending * self._seconds_per_hash / self._threads
         if self._slots.locked() or expected_wait > self._max_wait:
             raise ServiceUnavailableError("Too many sign-ins at once; retry in a moment.")
+        if self._pending >= self._threads:  # every thread busy: this one waits
+            self._queued_at = time.monotonic()
         self._pending += 1
         try:
             async with self._slots:

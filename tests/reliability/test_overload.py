@@ -112,3 +112,24 @@ async def test_an_operation_cut_short_on_an_idle_worker_is_query_too_complex(
     api.app[SERVICES_KEY].hasher._timed = slow_hash  # type: ignore[method-assign]
     body = await api.gql(LOGIN, CREDENTIALS)
     assert code(body) == "QUERY_TOO_COMPLEX", body
+
+
+async def test_sign_ins_cut_short_while_hashes_queue_are_service_unavailable(
+    start_api: Callable[..., Awaitable[Api]],
+) -> None:
+    """Waiting for a hashing thread is the server being short of CPU: "retry later"."""
+    api = await start_api(
+        EXECUTION_TIMEOUT="1", PASSWORD_HASH_THREADS="1", PASSWORD_HASH_MAX_WAIT="30"
+    )
+    await api.register(**CREDENTIALS)
+
+    def slow_hash(*_: object) -> object:
+        time.sleep(0.8)  # in the hashing thread: the event loop stays free
+        return (True, None)
+
+    api.app[SERVICES_KEY].hasher._timed = slow_hash  # type: ignore[method-assign]
+    bodies = await asyncio.gather(*(api.gql(LOGIN, CREDENTIALS) for _ in range(3)))
+    codes = sorted(str(code(body)) for body in bodies)
+    # The first hash ends in time; the others waited behind it and were cut.
+    assert codes[-1] == "SERVICE_UNAVAILABLE", codes
+    assert "QUERY_TOO_COMPLEX" not in codes, codes
