@@ -33,6 +33,7 @@ from strawberry.extensions import (
     ParserCache,
     SchemaExtension,
 )
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
@@ -64,6 +65,23 @@ def _masked(original: BaseException | None) -> tuple[str, dict[str, Any]]:
     if original is not None and db.is_unavailable(original):
         return ServiceUnavailableError.default_message, {"code": ServiceUnavailableError.code}
     return _MASKED, {"code": "INTERNAL_SERVER_ERROR"}
+
+
+class GraphGateExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """Variable values that do not coerce (missing, or refused by their type) are invalid
+    input, in the contract's words: BAD_USER_INPUT naming the variable. Tagged here, where
+    graphql-core coerces them, so the validation rules' errors about variables (a variable
+    never used, say: the document's fault) keep no code."""
+
+    @classmethod
+    def build(cls, *args: Any, **kwargs: Any) -> Any:
+        built = super().build(*args, **kwargs)
+        if isinstance(built, list):
+            for error in built:
+                variable = _bad_variable(error)
+                if variable is not None:
+                    error.extensions = {"code": BadUserInputError.code, "field": variable}
+        return built
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -114,6 +132,7 @@ class GraphGateSchema(strawberry.Schema):
         execution_timeout: float,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("execution_context_class", GraphGateExecutionContext)
         super().__init__(*args, **kwargs)
         self.hide_suggestions = hide_suggestions
         self._timeout = execution_timeout
@@ -137,9 +156,6 @@ class GraphGateSchema(strawberry.Schema):
                 # strawberry strips field suggestions only: argument, type and enum value
                 # suggestions would still spell out the schema (what clairvoyance feeds on).
                 error.message = error.message.split(_SUGGESTION, 1)[0]
-            variable = _bad_variable(error)
-            if variable is not None:  # invalid input, in the contract's words
-                error.extensions = {"code": BadUserInputError.code, "field": variable}
             if not _is_unexpected(error):
                 continue  # contract errors are answers, not incidents
             assert error.original_error is not None

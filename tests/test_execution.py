@@ -100,6 +100,12 @@ async def test_operation_name_selection_and_errors_match_the_pipeline(
         (error,) = answer["errors"]
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
         assert f"${field}" in error["message"]
+    # A validation rule's error about a variable is the document's fault: no input code.
+    unused = "query($first: Int) { __typename }"
+    status, answer, calls = await twice(api, pipeline, {"query": unused, "variables": {}})
+    (error,) = answer["errors"]
+    assert "never used" in error["message"]
+    assert "code" not in (error.get("extensions") or {}), error
 
 
 async def test_invalid_documents_never_reach_the_fast_path(
