@@ -16,14 +16,15 @@ from typing import Any
 
 import strawberry
 from graphql import (
-    ExecutionResult as GraphQLExecutionResult,
-)
-from graphql import (
+    DocumentNode,
     GraphQLError,
     OperationDefinitionNode,
     VariableDefinitionNode,
     execute,
     get_operation_ast,
+)
+from graphql import (
+    ExecutionResult as GraphQLExecutionResult,
 )
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
@@ -220,7 +221,7 @@ class GraphGateSchema(strawberry.Schema):
         query: str | None,
         operation_name: str | None,
         allowed: Iterable[OperationType] | None,
-    ) -> tuple[Any, OperationDefinitionNode] | None:
+    ) -> tuple[DocumentNode, OperationDefinitionNode] | None:
         if not self._fast_path or not query:
             return None
         document = self._prepared.valid_document(query)

@@ -144,20 +144,20 @@ class ValidationResults:
         self._entries = OrderedDict()
         self._maxsize = maxsize
 
-    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
+    def _entry(self, query: str) -> tuple[tuple[GraphQLError, ...], DocumentNode | None] | None:
         entry = self._entries.get(query)
-        if entry is None:
-            return None
-        self._entries.move_to_end(query)
-        return entry[0]
+        if entry is not None:
+            self._entries.move_to_end(query)
+        return entry
+
+    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
+        entry = self._entry(query)
+        return None if entry is None else entry[0]
 
     def valid_document(self, query: str) -> DocumentNode | None:
         """The document of a text that parsed and validated without errors, if known."""
-        entry = self._entries.get(query)
-        if entry is None:
-            return None
-        self._entries.move_to_end(query)
-        return entry[1]
+        entry = self._entry(query)
+        return None if entry is None else entry[1]
 
     def put(
         self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode | None
