@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
 from aiohttp import web
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.backends.base.executor import EXECUTOR_CACHE
 from tortoise.connection import get_connection
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.executor import MigrationExecutor
+from tortoise.models import Model
+from tortoise.transactions import in_transaction
 
 from api.appkeys import SETTINGS_KEY
 from api.settings import Settings
@@ -128,3 +133,62 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+AfterCommit = Callable[[], Awaitable[None]]
+# The hooks of the outermost `atomic()` block running in this task, if any.
+_AFTER_COMMIT: ContextVar[list[AfterCommit] | None] = ContextVar("after_commit", default=None)
+
+
+@contextlib.asynccontextmanager
+async def atomic() -> AsyncIterator[BaseDBAsyncClient]:
+    """One transaction that holds the write lock from its first statement.
+
+    PostgreSQL: rows are locked as they are written (or with `lock_user`). SQLite has no row
+    locks and Tortoise opens a deferred transaction, whose first read fixes a snapshot that a
+    later write may find stale (another worker's commit in between: "database is locked").
+    So on SQLite the block starts with a write that matches nothing: it takes the database's
+    write lock at once, and everything read inside is the latest committed state - the
+    equivalent of a row lock on every row the block reads.
+
+    Hooks given to `after_commit` inside the block run once it has committed (never after a
+    rollback); a nested `atomic()` joins the outer block's transaction and hooks.
+    """
+    outer = _AFTER_COMMIT.get()
+    if outer is not None:
+        async with in_transaction() as conn:
+            yield conn
+        return
+    hooks: list[AfterCommit] = []
+    token = _AFTER_COMMIT.set(hooks)
+    try:
+        async with in_transaction() as conn:
+            if conn.capabilities.dialect == "sqlite":
+                await conn.execute_query("UPDATE users SET id = id WHERE 0")
+            yield conn
+    finally:
+        _AFTER_COMMIT.reset(token)
+    for hook in hooks:
+        await hook()
+
+
+async def after_commit(hook: AfterCommit) -> None:
+    """Run `hook` when the enclosing `atomic()` block commits; at once outside of one.
+
+    For effects that others act on (revocations told to every worker, mails): announcing
+    them before the commit would act on a change that may still roll back."""
+    hooks = _AFTER_COMMIT.get()
+    if hooks is None:
+        await hook()
+    else:
+        hooks.append(hook)
+
+
+M = TypeVar("M", bound=Model)
+
+
+async def locked(model: type[M], pk: object, conn: BaseDBAsyncClient) -> M | None:
+    """Read a row inside an `atomic()` block, locked until it ends (FOR UPDATE on PostgreSQL;
+    SQLite's block already holds the write lock): what is read here cannot change before
+    the block commits."""
+    return await model.filter(pk=pk).select_for_update().using_db(conn).first()

@@ -72,8 +72,9 @@ class Services:
             )
         )
         fresh = FreshAuth(settings.fresh_auth_max_age, clock, hasher, limiter, audit)
+        action_tokens = ActionTokens(settings, clock)
         lifecycle = AccountLifecycle(
-            tokens=ActionTokens(settings, clock),
+            tokens=action_tokens,
             mails=AccountMails(settings),
             mailer=mailer,
             hasher=hasher,
@@ -92,7 +93,9 @@ class Services:
             revocations=revocations,
             audit=audit,
             sessions=sessions,
-            accounts=AccountService(hasher, sessions, audit, clock, limiter, metrics),
+            accounts=AccountService(
+                hasher, sessions, audit, clock, limiter, metrics, fresh, action_tokens
+            ),
             metrics=metrics,
             limiter=limiter,
             bearer=BearerAuthenticator(tokens, revocations),

@@ -13,6 +13,9 @@ from dotenv import dotenv_values
 
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MIN_SECRET_BYTES = 32
+# A spent refresh token retried within this many seconds is a lost answer, not a theft; past
+# a minute it is a copy in someone else's hands, whatever the client's excuse.
+MAX_REFRESH_REUSE_GRACE = 60
 
 
 class SettingsError(Exception):
@@ -65,6 +68,7 @@ class Settings:
     # Link templates for mailed tokens; "{token}" is replaced (docs/lifecycle.md).
     verify_email_url: str = "http://127.0.0.1:8000/verify-email?token={token}"
     reset_password_url: str = "http://127.0.0.1:8000/reset-password?token={token}"
+    cancel_email_change_url: str = "http://127.0.0.1:8000/cancel-email-change?token={token}"
     rate_limit_per_email: str = "10 per 15 minutes"
     rate_limit_per_ip: str = "300 per 15 minutes"
     shutdown_timeout: int = 10
@@ -289,7 +293,9 @@ def load_settings(
         port=_int(env, "PORT", 8000, low=0, high=65535),
         workers=_int(env, "WORKERS", 1, low=1),
         jwt_leeway=_int(env, "JWT_LEEWAY", 30, low=0, high=60),
-        refresh_reuse_grace=_int(env, "REFRESH_REUSE_GRACE", 0, low=0),
+        refresh_reuse_grace=_int(
+            env, "REFRESH_REUSE_GRACE", 0, low=0, high=MAX_REFRESH_REUSE_GRACE
+        ),
         trusted_proxies=_list(env, "TRUSTED_PROXIES"),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, low=1),
         database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, low=1),
@@ -307,6 +313,9 @@ def load_settings(
         ),
         reset_password_url=_link_template(
             env, "RESET_PASSWORD_URL", f"{public_url}/reset-password?token={{token}}"
+        ),
+        cancel_email_change_url=_link_template(
+            env, "CANCEL_EMAIL_CHANGE_URL", f"{public_url}/cancel-email-change?token={{token}}"
         ),
         rate_limit_per_email=env.get("RATE_LIMIT_PER_EMAIL", "10 per 15 minutes").strip(),
         rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", "300 per 15 minutes").strip(),

@@ -71,6 +71,17 @@ class AccountMutation:
         return True
 
     @strawberry.mutation(
+        extensions=guard(Public),
+        description="Use the cancel link mailed to the current address when an email change "
+        "was asked for: the pending change stops working (true). A used, expired or other "
+        "token is INVALID_TOKEN.",
+    )
+    async def cancel_email_change(self, info: Info, token: str) -> bool:
+        ctx = info.context
+        await ctx.services.lifecycle.cancel_email_change(token, ctx.client)
+        return True
+
+    @strawberry.mutation(
         extensions=guard(IsSignedIn),
         description="Delete your account: sessions end, your data is erased. Needs the "
         "password, or a sign-in within FRESH_AUTH_MAX_AGE.",

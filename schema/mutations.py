@@ -67,14 +67,13 @@ class Mutation:
 
     @strawberry.mutation(
         extensions=guard(IsSignedIn),
-        description="End every session of the user; returns how many were ended.",
+        description="End every session of the user and retire every pending mailed link "
+        "(an email change, a verification); returns how many sessions were ended.",
     )
     async def logout_all(self, info: Info) -> int:
         claims = _claims(info)
         ctx = info.context
-        return await ctx.services.sessions.end_all(
-            claims.sub, reason="logout_all", client=ctx.client, kind="logout_all"
-        )
+        return await ctx.services.accounts.sign_out_everywhere(claims.sub, ctx.client)
 
     @strawberry.mutation(
         extensions=guard(IsAuthenticated),
@@ -128,8 +127,9 @@ class Mutation:
         return UserType.from_row(user)
 
     @strawberry.mutation(
-        extensions=guard(HasRole("admin")),
-        description="Admin: (de)activate a user; deactivating ends all their sessions.",
+        extensions=guard(HasRole("admin"), FreshLogin),
+        description="Admin: (de)activate a user; deactivating ends all their sessions. "
+        "Needs a sign-in within FRESH_AUTH_MAX_AGE.",
     )
     async def set_user_active(self, info: Info, user_id: strawberry.ID, active: bool) -> UserType:
         ctx = info.context

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
+from api.auth.actions import ActionTokens
 from api.auth.audit import AuditLog
+from api.auth.fresh import FreshAuth, signed_in_from
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
 from api.auth.sessions import ClientInfo, IssuedPair, SessionService
 from api.clock import Clock, to_datetime
+from api.db import atomic, locked
 from api.errors import (
     AccountDisabledError,
     BadUserInputError,
@@ -23,7 +27,7 @@ from api.errors import (
     RateLimitedError,
 )
 from api.metrics import Metrics
-from api.models import Session, User
+from api.models import User
 
 # Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -31,9 +35,12 @@ MAX_DISPLAY_NAME = 200
 
 
 def normalise_email(raw: str, field: str = "email") -> str:
-    """Trimmed, lower-cased, and shaped like an address, else BAD_USER_INPUT."""
+    """Trimmed, lower-cased, and shaped like an address, else BAD_USER_INPUT.
+
+    The reserved `.invalid` top-level domain (RFC 2606) receives no mail anywhere; refusing it
+    also keeps the tombstones of deleted accounts (api/auth/deletion.py) unregistrable."""
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if len(email) > 254 or not _EMAIL.match(email) or email.endswith(".invalid"):
         raise BadUserInputError(field, f"'{field}' must be an email address.")
     return email
 
@@ -57,6 +64,15 @@ def parse_id(raw: str, field: str = "id") -> uuid.UUID | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """What a password check proved: this password matches this stored hash of this user."""
+
+    user_id: uuid.UUID
+    password_hash: str
+    new_hash: str | None  # the same password hashed with today's parameters, when outdated
+
+
 class AccountService:
     def __init__(
         self,
@@ -66,7 +82,11 @@ class AccountService:
         clock: Clock,
         limiter: RateLimiter,
         metrics: Metrics,
+        fresh: FreshAuth,
+        actions: ActionTokens,
     ) -> None:
+        self._fresh = fresh
+        self._actions = actions
         self._limiter = limiter
         self._metrics = metrics
         self._hasher = hasher
@@ -131,59 +151,86 @@ class AccountService:
         await self._limiter.hit_ip(client.ip)
         # Hashed before the transaction: no connection (or SQLite's lock) is held while hashing.
         fields = await self._prepare(email, password, display_name)
-        async with in_transaction() as conn:
+        async with atomic() as conn:
             user = await self._insert(*fields, using_db=conn)
             user.last_login_at = user.created_at
             await user.save(update_fields=["last_login_at"], using_db=conn)
             await self._audit.record("register", user_id=user.id, ip=client.ip, using_db=conn)
             return await self._sessions.start(user, device=device, client=client, using_db=conn)
 
-    async def authenticate(self, email: str, password: str, client: ClientInfo) -> User:
-        """The user with this email and password, or INVALID_CREDENTIALS / ACCOUNT_DISABLED."""
-        await self._limiter.hit_ip(client.ip)
+    async def authenticate(self, email: str, password: str, client: ClientInfo) -> Verified:
+        """The user with this email and password, or INVALID_CREDENTIALS / ACCOUNT_DISABLED.
+
+        The row is read outside any transaction (hashing must hold no lock); what was proved
+        is returned as a `Verified`, which `login` re-checks against the locked row."""
         email = normalise_email(email)
         check_password(password)
-        wait = await self._limiter.email_locked(email)
-        if wait is not None and await self._signed_in_from(email, client.ip):
-            # The owner's own IP keeps a way in, with its own quota: not an unlimited one.
-            wait = await self._limiter.email_locked(email, client.ip)
-        if wait is not None:
+        try:
+            attempt = self._limiter.password_attempt(
+                email, client.ip, lambda: signed_in_from(email, client.ip)
+            )
+            async with attempt as counted:
+                user = await User.get_or_none(email=email)
+                if user is None:
+                    # Same cost as a wrong password, so timing does not reveal which emails exist.
+                    await self._hasher.dummy_verify()
+                    counted.failed()
+                    ok, new_hash = False, None
+                else:
+                    ok, new_hash = await self._hasher.verify(password, user.password_hash)
+                    if not ok:
+                        counted.failed()
+        except RateLimitedError:
             await self._audit.record("login_rate_limited", ip=client.ip)
-            raise RateLimitedError(wait)
-        user = await User.get_or_none(email=email)
-        if user is None:
-            # Same cost as a wrong password, so timing does not reveal which emails exist.
-            await self._hasher.dummy_verify()
-            await self._limiter.record_login_failure(email, client.ip)
-            await self._audit.record("login_failed", ip=client.ip, detail="unknown email")
-            self._metrics.logins.labels(outcome="failed").inc()
-            raise InvalidCredentialsError()
-        ok, new_hash = await self._hasher.verify(password, user.password_hash)
-        if not ok:
-            await self._limiter.record_login_failure(email, client.ip)
-            await self._audit.record("login_failed", user_id=user.id, ip=client.ip)
+            raise
+        if user is None or not ok:
+            detail = "unknown email" if user is None else None
+            await self._audit.record(
+                "login_failed", user_id=user.id if user else None, ip=client.ip, detail=detail
+            )
             self._metrics.logins.labels(outcome="failed").inc()
             raise InvalidCredentialsError()
         if not user.is_active:
-            await self._audit.record("login_refused_disabled", user_id=user.id, ip=client.ip)
-            self._metrics.logins.labels(outcome="disabled").inc()
-            raise AccountDisabledError()
-        if new_hash is not None:
-            user.password_hash = new_hash
-        return user
+            await self._refused_disabled(user.id, client)
+        return Verified(user.id, user.password_hash, new_hash)
 
-    @staticmethod
-    async def _signed_in_from(email: str, ip: str | None) -> bool:
-        """Whether this account has a session (live or recent) from this IP: its owner's."""
-        return ip is not None and await Session.filter(user__email=email, ip=ip).exists()
+    async def _refused_disabled(self, user_id: object, client: ClientInfo) -> NoReturn:
+        await self._audit.record("login_refused_disabled", user_id=user_id, ip=client.ip)
+        self._metrics.logins.labels(outcome="disabled").inc()
+        raise AccountDisabledError()
 
     async def login(
         self, email: str, password: str, *, device: str | None, client: ClientInfo
     ) -> IssuedPair:
-        user = await self.authenticate(email, password, client)
-        async with in_transaction() as conn:
-            user.last_login_at = to_datetime(self._clock())
-            await user.save(update_fields=["last_login_at", "password_hash"], using_db=conn)
+        """A new session for a correct email and password.
+
+        The password was verified against a row read before hashing; the session starts only
+        if that row still holds the very hash that was verified and is still active, checked
+        on the locked row in the transaction that starts the session. A password reset, change,
+        deactivation, demotion or deletion that commits first wins; one that commits later
+        finds the new session and ends (or cuts) it."""
+        verified = await self.authenticate(email, password, client)
+        now = to_datetime(self._clock())
+        async with atomic() as conn:
+            changes: dict[str, Any] = {"last_login_at": now}
+            if verified.new_hash is not None:  # an upgraded hash, written only over the old one
+                changes["password_hash"] = verified.new_hash
+            claimed = (
+                await User.filter(id=verified.user_id, password_hash=verified.password_hash)
+                .filter(is_active=True)
+                .using_db(conn)
+                .update(**changes)
+            )
+            user = await locked(User, verified.user_id, conn)
+            if not claimed or user is None:
+                if user is not None and not user.is_active:
+                    await self._refused_disabled(user.id, client)
+                # The password changed while it was being checked: what was proved is stale.
+                await self._audit.record(
+                    "login_failed", user_id=verified.user_id, ip=client.ip, detail="stale"
+                )
+                self._metrics.logins.labels(outcome="failed").inc()
+                raise InvalidCredentialsError()
             await self._audit.record("login", user_id=user.id, ip=client.ip, using_db=conn)
             pair = await self._sessions.start(user, device=device, client=client, using_db=conn)
         self._metrics.logins.labels(outcome="ok").inc()
@@ -197,30 +244,56 @@ class AccountService:
         user = await User.get_or_none(id=user_id)
         if user is None:
             raise NotFoundError()
-        ok, _ = await self._hasher.verify(current, user.password_hash)
-        if not ok:
-            await self._audit.record("password_change_failed", user_id=user.id, ip=client.ip)
-            raise InvalidCredentialsError("The current password is wrong.")
-        user.password_hash = await self._hasher.hash(new)
-        user.updated_at = to_datetime(self._clock())
-        async with in_transaction() as conn:  # new password and ended sessions commit together
-            await user.save(update_fields=["password_hash", "updated_at"], using_db=conn)
+        await self._fresh.check(
+            user,
+            current,
+            client,
+            "password_change_failed",
+            "The current password is wrong.",
+            field="currentPassword",
+        )
+        new_hash = await self._hasher.hash(new)
+        async with atomic() as conn:  # new password and ended sessions commit together
+            # Compare-and-set on the hash that was checked: a reset or another change that
+            # committed meanwhile wins, and this request proves nothing any more.
+            updated = (
+                await User.filter(id=user.id, password_hash=user.password_hash, is_active=True)
+                .using_db(conn)
+                .update(password_hash=new_hash, updated_at=to_datetime(self._clock()))
+            )
+            if not updated:
+                raise InvalidCredentialsError("The current password is wrong.")
+            user.password_hash = new_hash
             await self._audit.record(
                 "password_changed", user_id=user.id, ip=client.ip, using_db=conn
             )
+            await self._actions.retire(user.id, using_db=conn)  # links mailed before: dead
             await self._sessions.end_all(
                 user.id, reason="password_changed", client=client, keep=sid, using_db=conn
             )
-            return await self._sessions.renew(user, sid, using_db=conn)
+            sign = await self._sessions.renew(user, sid, using_db=conn)
+        return await sign()
+
+    async def sign_out_everywhere(self, user_id: object, client: ClientInfo) -> int:
+        """logoutAll: every session ends and every pending mailed link is retired (someone
+        who could sign in may have parked an email change); returns the sessions ended."""
+        async with atomic() as conn:
+            user = await locked(User, user_id, conn)
+            if user is None:
+                return 0
+            await self._actions.retire(user.id, using_db=conn)
+            return await self._sessions.end_all(
+                user.id, reason="logout_all", client=client, kind="logout_all", using_db=conn
+            )
 
     async def set_active(
         self, actor_id: object, user_id: uuid.UUID | None, active: bool, client: ClientInfo
     ) -> User:
         """Admin: (de)activate a user; deactivating ends every session at once."""
-        user = None if user_id is None else await User.get_or_none(id=user_id)
-        if user is None:
-            raise NotFoundError()
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            user = None if user_id is None else await lock_for_admin_change(user_id, conn)
+            if user is None:
+                raise NotFoundError()
             if not active:
                 await _keep_an_admin(user, "active", "The last admin cannot be deactivated.", conn)
             user.is_active = active
@@ -248,11 +321,11 @@ class AccountService:
         unknown = sorted(set(roles) - set(known_roles))
         if unknown:
             raise BadUserInputError("roles", f"Unknown role(s): {', '.join(unknown)}.")
-        user = None if user_id is None else await User.get_or_none(id=user_id)
-        if user is None:
-            raise NotFoundError()
         wanted = sorted(set(roles), key=roles.index)
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            user = None if user_id is None else await lock_for_admin_change(user_id, conn)
+            if user is None:
+                raise NotFoundError()
             if "admin" not in wanted:
                 msg = "The last admin cannot lose the admin role."
                 await _keep_an_admin(user, "roles", msg, conn)
@@ -268,6 +341,21 @@ class AccountService:
             )
             await self._sessions.cut_access(user.id, using_db=conn)
         return user
+
+
+# Any number: it names the lock that changes which users are admins take (PostgreSQL).
+_ADMIN_CHANGES_LOCK = 0x67726170
+
+
+async def lock_for_admin_change(user_id: object, conn: BaseDBAsyncClient) -> User | None:
+    """Lock and read the user row for a change that may touch the set of active admins.
+
+    Such changes lock several admins' rows (`_keep_an_admin`); taking one transaction-scoped
+    advisory lock first serialises them, so two never wait on each other's rows (no
+    deadlock), while sign-ins and refreshes, which lock one row, do not wait for it."""
+    if conn.capabilities.dialect == "postgres":
+        await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADMIN_CHANGES_LOCK])
+    return await locked(User, user_id, conn)
 
 
 async def _keep_an_admin(user: User, field: str, message: str, conn: BaseDBAsyncClient) -> None:

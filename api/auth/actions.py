@@ -1,5 +1,5 @@
 """Action tokens: the single-use secrets in mailed links (verify email, reset password,
-change email).
+change email, cancel an email change).
 
 A token is 32 random bytes (secrets.token_urlsafe); only its SHA-256 is stored. Each is bound
 to one purpose and one user, expires, and is spent by a compare-and-set UPDATE inside the
@@ -22,10 +22,13 @@ from api.errors import InvalidTokenError
 from api.models import ActionToken
 from api.settings import Settings
 
-Purpose = Literal["verify_email", "reset_password", "change_email"]
+Purpose = Literal["verify_email", "reset_password", "change_email", "cancel_email_change"]
 # What each mutation accepts: a reset token never verifies an email, nor the reverse.
 VERIFYING: tuple[Purpose, ...] = ("verify_email", "change_email")
 RESETTING: tuple[Purpose, ...] = ("reset_password",)
+CANCELLING: tuple[Purpose, ...] = ("cancel_email_change",)
+CHANGING: tuple[Purpose, ...] = ("change_email",)
+EVERY_PURPOSE: tuple[Purpose, ...] = (*VERIFYING, *RESETTING, *CANCELLING)
 MAX_TOKEN_LENGTH = 200  # ours are 43 characters; longer input is not worth hashing
 
 
@@ -49,6 +52,7 @@ class ActionTokens:
             "verify_email": settings.email_verification_ttl,
             "change_email": settings.email_verification_ttl,
             "reset_password": settings.reset_token_ttl,
+            "cancel_email_change": settings.email_verification_ttl,
         }
 
     async def issue(
@@ -132,11 +136,15 @@ class ActionTokens:
     async def retire(
         self,
         user_id: object,
-        purposes: Collection[Purpose] = ("verify_email", "reset_password", "change_email"),
+        purposes: Collection[Purpose] = EVERY_PURPOSE,
         *,
         using_db: BaseDBAsyncClient | None = None,
     ) -> None:
-        """Make every unspent token of these purposes for the user unusable."""
+        """Make every unspent token of these purposes for the user unusable.
+
+        Policy: a password reset or change, "sign out everywhere" and a change of address
+        retire every pending link of the account (a link mailed earlier may be an
+        attacker's: a parked email change must not outlive the owner's recovery)."""
         await (
             ActionToken.filter(user_id=user_id, purpose__in=list(purposes), used_at__isnull=True)
             .using_db(using_db)

@@ -6,7 +6,8 @@ Policy (docs/lifecycle.md, "Deletion"): in one transaction
 - every row that a hard delete of the user would cascade to (notes, action tokens, any
   later model whose foreign key to User is CASCADE) is deleted;
 - the user row is kept, stripped of everything that names or reaches a person: a
-  `deleted-<id>@deleted.invalid` address (the real one is free to register again), a
+  `deleted-<id>@deleted.invalid` address (the real one is free to register again; nobody can
+  register a `.invalid` address, so the tombstone's is never taken), a
   password hash no password matches, no display name, no roles, inactive;
 - an `account_deleted` audit event is written. Audit events stay (they are the security
   record: kind, time, IP), pointing at the tombstone, which no longer names anyone.
@@ -20,14 +21,14 @@ from __future__ import annotations
 from tortoise import Tortoise, fields
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
-from tortoise.transactions import in_transaction
 
-from api.auth.accounts import _keep_an_admin
+from api.auth.accounts import _keep_an_admin, lock_for_admin_change
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth
 from api.auth.sessions import ClientInfo, SessionService
 from api.clock import Clock, to_datetime
-from api.errors import BadUserInputError, ForbiddenError
+from api.db import atomic
+from api.errors import BadUserInputError, ForbiddenError, TokenRevokedError
 from api.models import Session, User
 
 UNUSABLE_PASSWORD_HASH = "!"  # matches no password: passlib identifies no scheme in it
@@ -71,7 +72,11 @@ class AccountDeletion:
     ) -> None:
         """Erase the user's data (see the module's policy); needs a fresh sign-in or password."""
         await self._fresh.confirm(user, password, auth_time, client)
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            current = await lock_for_admin_change(user.id, conn)
+            if current is None or not current.is_active:  # deactivated or deleted meanwhile
+                raise TokenRevokedError()
+            user = current
             message = "The last admin cannot delete their account: make another admin first."
             try:  # the same row-locked count that guards demotion and deactivation
                 await _keep_an_admin(user, "password", message, conn)

@@ -52,6 +52,22 @@ class AccountMails:
             kind="change_email",
         )
 
+    def email_change_requested(self, to: str, new_email: str, token: str) -> Mail:
+        link = self._link(self._settings.cancel_email_change_url, token)
+        return Mail(
+            to=to,
+            subject="Someone asked to change your account's email address",
+            text=(
+                f"Someone asked to move your account to the address {new_email}. It moves "
+                "only when that address's owner confirms it. If it was not you, cancel the "
+                "change by opening this link, then change your password:\n\n"
+                f"{link}\n\n"
+                f"The link works once, for {_hours(self._settings.email_verification_ttl)}. "
+                "A password reset or change also cancels it."
+            ),
+            kind="email_change_requested",
+        )
+
     def email_changed(self, to: str) -> Mail:
         return Mail(
             to=to,

@@ -13,7 +13,12 @@ from api.auth.ratelimit import RateLimiter
 from api.auth.sessions import ClientInfo
 from api.clock import Clock
 from api.errors import FreshLoginRequiredError, InvalidCredentialsError, RateLimitedError
-from api.models import User
+from api.models import Session, User
+
+
+async def signed_in_from(email: str, ip: str | None) -> bool:
+    """Whether this account has a session (live or recent) from this IP: its owner's."""
+    return ip is not None and await Session.filter(user__email=email, ip=ip).exists()
 
 
 class FreshAuth:
@@ -49,12 +54,31 @@ class FreshAuth:
         if password is None:
             self.require(auth_time)
             return
-        check_password(password)
-        wait = await self._limiter.email_locked(user.email)
-        if wait is not None:
-            raise RateLimitedError(wait)
-        ok, _ = await self._hasher.verify(password, user.password_hash)
+        await self.check(user, password, client, "password_confirm_failed")
+
+    async def check(
+        self,
+        user: User,
+        password: str,
+        client: ClientInfo,
+        failure_kind: str,
+        message: str = "The password is wrong.",
+        field: str = "password",
+    ) -> None:
+        """Verify a signed-in user's password under the same limits as `login` (per IP, per
+        email, reserved before hashing): a stolen access token cannot guess it forever."""
+        check_password(password, field)
+        try:
+            attempt = self._limiter.password_attempt(
+                user.email, client.ip, lambda: signed_in_from(user.email, client.ip)
+            )
+            async with attempt as counted:
+                ok, _ = await self._hasher.verify(password, user.password_hash)
+                if not ok:
+                    counted.failed()
+        except RateLimitedError:
+            await self._audit.record("password_rate_limited", user_id=user.id, ip=client.ip)
+            raise
         if not ok:
-            await self._limiter.record_login_failure(user.email, client.ip)
-            await self._audit.record("password_confirm_failed", user_id=user.id, ip=client.ip)
-            raise InvalidCredentialsError("The password is wrong.")
+            await self._audit.record(failure_kind, user_id=user.id, ip=client.ip)
+            raise InvalidCredentialsError(message)

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import functools
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from api.auth.accounts import normalise_email
-from api.auth.actions import RESETTING, VERIFYING, ActionTokens, new_token
+from api.auth.actions import (
+    CANCELLING,
+    CHANGING,
+    RESETTING,
+    VERIFYING,
+    ActionTokens,
+    Purpose,
+    new_token,
+)
 from api.auth.audit import AuditLog
 from api.auth.emails import AccountMails
 from api.auth.fresh import FreshAuth
@@ -20,9 +28,10 @@ from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
 from api.auth.sessions import ClientInfo, SessionService
 from api.clock import Clock, to_datetime
-from api.errors import BadUserInputError, EmailTakenError
+from api.db import atomic, locked
+from api.errors import BadUserInputError, EmailTakenError, InvalidTokenError
 from api.mail import Mail, Mailer
-from api.models import User
+from api.models import ActionToken, User
 
 
 class AccountLifecycle:
@@ -56,20 +65,22 @@ class AccountLifecycle:
         if user.email_verified:
             return
         await self._limiter.hit_email(user.email, "verify_email")
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            current = await _live_user(user.id, conn)  # the address as it is now
+            if current.email_verified:
+                return
             token = await self._tokens.issue(user.id, "verify_email", using_db=conn)
             await self._audit.record(
                 "email_verification_requested", user_id=user.id, ip=client.ip, using_db=conn
             )
-        self._mailer.send(self._mails.verify_email(user.email, token))
+        self._mailer.send(self._mails.verify_email(current.email, token))
 
     async def verify_email(self, token: str, client: ClientInfo) -> User:
         """Spend a verify_email or change_email token: the address is verified (and, for a
         change, becomes the account's address)."""
         old_email: str | None = None
-        async with in_transaction() as conn:
-            row = await self._tokens.spend(token, VERIFYING, using_db=conn)
-            user = row.user
+        async with atomic() as conn:
+            row, user = await self._spend(token, VERIFYING, conn)
             fields = ["email_verified", "updated_at"]
             if row.purpose == "change_email" and row.new_email is not None:
                 if await User.filter(email=row.new_email).using_db(conn).exists():
@@ -104,8 +115,10 @@ class AccountLifecycle:
     async def _prepare_reset(
         self, address: str, prepared: tuple[str, str], client: ClientInfo
     ) -> Mail | None:
-        user = await User.get_or_none(email=address)
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            # Read and locked in the transaction that issues the link: an address changed
+            # meanwhile gets no link for the account it no longer names.
+            user = await User.filter(email=address).select_for_update().using_db(conn).first()
             if user is None or not user.is_active:
                 # Recorded too: someone probing for accounts shows in the audit trail.
                 await self._audit.record(
@@ -128,9 +141,8 @@ class AccountLifecycle:
         check_password(new_password, "newPassword")
         await self._tokens.peek(token, RESETTING)  # a bad link costs no hashing
         password_hash = await self._hasher.hash(new_password)
-        async with in_transaction() as conn:
-            row = await self._tokens.spend(token, RESETTING, using_db=conn)
-            user = row.user
+        async with atomic() as conn:
+            _, user = await self._spend(token, RESETTING, conn)
             user.password_hash = password_hash
             user.email_verified = True  # the link went to this address: using it proves it
             user.updated_at = to_datetime(self._clock())
@@ -138,6 +150,8 @@ class AccountLifecycle:
                 update_fields=["password_hash", "email_verified", "updated_at"], using_db=conn
             )
             await self._audit.record("password_reset", user_id=user.id, ip=client.ip, using_db=conn)
+            # Every other pending link goes: a parked email change may be the attacker's.
+            await self._tokens.retire(user.id, using_db=conn)
             await self._sessions.end_all(
                 user.id, reason="password_reset", client=client, using_db=conn
             )
@@ -158,11 +172,42 @@ class AccountLifecycle:
         await self._limiter.hit_email(address, "change_email")
         if await User.filter(email=address).exists():
             raise EmailTakenError()
-        async with in_transaction() as conn:
+        async with atomic() as conn:
+            current = await _live_user(user.id, conn)
             token = await self._tokens.issue(
                 user.id, "change_email", new_email=address, using_db=conn
             )
+            cancel = await self._tokens.issue(user.id, "cancel_email_change", using_db=conn)
             await self._audit.record(
                 "email_change_requested", user_id=user.id, ip=client.ip, using_db=conn
             )
         self._mailer.send(self._mails.change_email(address, token))
+        # The current owner hears of it at once, with a way to stop it.
+        self._mailer.send(self._mails.email_change_requested(current.email, address, cancel))
+
+    async def cancel_email_change(self, token: str, client: ClientInfo) -> None:
+        """Spend a cancel link: the pending email change (and this link) stop working."""
+        async with atomic() as conn:
+            row, _ = await self._spend(token, CANCELLING, conn)
+            await self._tokens.retire(row.user_id, CHANGING, using_db=conn)
+            await self._audit.record(
+                "email_change_cancelled", user_id=row.user_id, ip=client.ip, using_db=conn
+            )
+
+    async def _spend(
+        self, token: str, purposes: tuple[Purpose, ...], conn: BaseDBAsyncClient
+    ) -> tuple[ActionToken, User]:
+        """Lock the link's user row, then spend the link: every change to an account takes
+        its user row first, so two flows never wait on each other's rows."""
+        peeked = await self._tokens.peek(token, purposes, using_db=conn)
+        user = await _live_user(peeked.user_id, conn)
+        return await self._tokens.spend(token, purposes, using_db=conn), user
+
+
+async def _live_user(user_id: object, conn: BaseDBAsyncClient) -> User:
+    """The user's row, locked for the rest of the transaction; INVALID_TOKEN once it is
+    deactivated or deleted (a link of such an account does nothing)."""
+    user = await locked(User, user_id, conn)
+    if user is None or not user.is_active:
+        raise InvalidTokenError("This link is invalid or has expired.")
+    return user

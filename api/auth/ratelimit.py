@@ -1,26 +1,34 @@
 """Brute-force limits with the `limits` library: per client IP and per normalised email.
 
 Policy (README, Security):
-- every call of login, register, refresh and requestPasswordReset counts against the caller's
-  IP (RATE_LIMIT_PER_IP), inside the resolver, so aliased copies in one request each count;
-- every *failed* login counts against the email (RATE_LIMIT_PER_EMAIL), and against the pair
-  (email, IP) at the same rate. Past the email's limit the email is refused, even with the
-  right password, for as long as failures keep coming within the window - except from an IP
-  the account already signed in from (a session there), where only that IP's own failures for
-  this email count: an attacker cannot lock the owner out of their usual devices, and one who
-  shares the owner's IP (a NAT) gets no more guesses than anyone else.
-Memory storage by default; Redis (shared by every worker) when REDIS_URL is set, falling back
-to memory while Redis is unreachable.
+- every call of login, register, refresh and requestPasswordReset, and every password check
+  of a signed-in user (changePassword, changeEmail, deleteAccount, fresh sign-in), counts
+  against the caller's IP (RATE_LIMIT_PER_IP), inside the resolver, so aliased copies in one
+  request each count;
+- every *failed* password check counts against the email (RATE_LIMIT_PER_EMAIL), and against
+  the pair (email, IP) at the same rate. Past the email's limit the email is refused, even
+  with the right password, for as long as failures keep coming within the window - except
+  from an IP the account already signed in from (a session there), where only that IP's own
+  failures for this email count: an attacker cannot lock the owner out of their usual
+  devices, and one who shares the owner's IP (a NAT) gets no more guesses than anyone else;
+- a check is *reserved* before the password is verified and given back when it succeeds
+  (`password_attempt`): failures in the window plus checks in flight never exceed the limit,
+  so N concurrent guesses against a limit of L get at most L verifications.
+Memory storage by default (each worker process counts on its own); Redis (shared by every
+worker and replica) when REDIS_URL is set, falling back to memory while it is unreachable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
@@ -29,6 +37,19 @@ from api.errors import RateLimitedError
 log = logging.getLogger(__name__)
 
 REDIS_RETRY_INTERVAL = 1.0  # seconds between tries of an unreachable Redis
+# A reservation outlives any password check (hash queue wait + hash): a worker that dies
+# mid-check gives its reservations back when the counter expires.
+RESERVATION_TTL = 60
+
+
+@dataclass
+class PasswordAttempt:
+    """One reserved password check; call `failed()` when the password was wrong."""
+
+    is_failure: bool = False
+
+    def failed(self) -> None:
+        self.is_failure = True
 
 
 class RateLimiter:
@@ -37,20 +58,20 @@ class RateLimiter:
     def __init__(self, per_email: str, per_ip: str, redis_url: str | None = None) -> None:
         self._per_email: RateLimitItem | None = parse(per_email) if per_email else None
         self._per_ip: RateLimitItem | None = parse(per_ip) if per_ip else None
-        self._memory = MovingWindowRateLimiter(MemoryStorage())
-        self._redis = (
-            MovingWindowRateLimiter(
-                RedisStorage(
-                    f"async+{redis_url}",
-                    implementation="redispy",
-                    wrap_exceptions=True,
-                    socket_connect_timeout=1,
-                    socket_timeout=1,
-                )
+        self._memory_storage = MemoryStorage()
+        self._memory = MovingWindowRateLimiter(self._memory_storage)
+        self._redis_storage = (
+            RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                wrap_exceptions=True,
+                socket_connect_timeout=1,
+                socket_timeout=1,
             )
             if redis_url
             else None
         )
+        self._redis = MovingWindowRateLimiter(self._redis_storage) if self._redis_storage else None
         self._redis_ok = True
         self._retry_redis_at = 0.0
 
@@ -110,20 +131,68 @@ class RateLimiter:
         if self._per_ip is not None:
             await self._hit(self._per_ip, "ip", ip or "unknown")
 
-    async def email_locked(self, email: str, ip: str | None = None) -> int | None:
-        """Seconds to wait if this email (from this IP, when given) is past its failed-login
-        limit, else None."""
-        if self._per_email is None:
-            return None
-        key = ("login-failed", email) if ip is None else ("login-failed-ip", email, ip)
-        return await self._exceeded(self._per_email, *key)
+    @contextlib.asynccontextmanager
+    async def password_attempt(
+        self, email: str, ip: str | None, owner_ip: Callable[[], Awaitable[bool]]
+    ) -> AsyncIterator[PasswordAttempt]:
+        """Reserve one password check for this email, or raise RATE_LIMITED.
 
-    async def record_login_failure(self, email: str, ip: str | None) -> None:
-        if self._per_email is not None:
-            await self._hit(self._per_email, "login-failed", email, refuse=False)
-            await self._hit(
-                self._per_email, "login-failed-ip", email, ip or "unknown", refuse=False
-            )
+        Checks in flight count like failures until they end, so concurrent guesses cannot
+        all pass a check-then-act test: at most the limit's number of checks ever run.
+        The email's own budget is tried first; past it, only from an IP the account signed in
+        from (`owner_ip`), the (email, IP) budget. A check that fails is recorded in both
+        windows before its reservation is given back: it never stops counting."""
+        await self.hit_ip(ip)
+        if self._per_email is None:
+            yield PasswordAttempt()
+            return
+        item, where = self._per_email, ip or "unknown"
+        held = await self._reserve(item, "login-failed", email)
+        if held is None and await owner_ip():
+            # The owner's own IP keeps a way in, with its own quota: not an unlimited one.
+            held = await self._reserve(item, "login-failed-ip", email, where)
+        if held is None:
+            wait = await self._exceeded(item, "login-failed", email) or 1
+            raise RateLimitedError(wait)
+        attempt = PasswordAttempt()
+        try:
+            yield attempt
+        finally:
+            if attempt.is_failure:
+                await self._hit(item, "login-failed", email, refuse=False)
+                await self._hit(item, "login-failed-ip", email, where, refuse=False)
+            await self._release(*held)
+
+    async def _reserve(self, item: RateLimitItem, *key: str) -> tuple[Storage, str] | None:
+        """Take one in-flight slot beside the failures window `key`; None when full."""
+        counter = "inflight/" + item.key_for(*key)
+        storage, limiter = self._storage()
+        try:
+            in_flight = await storage.incr(counter, RESERVATION_TTL)
+            stats = await limiter.get_window_stats(item, *key)
+            if storage is self._redis_storage:
+                self._set_redis(True)
+        except StorageError:
+            self._set_redis(False)
+            storage, limiter = self._memory_storage, self._memory
+            in_flight = await storage.incr(counter, RESERVATION_TTL)
+            stats = await limiter.get_window_stats(item, *key)
+        failures = item.amount - stats.remaining
+        if failures + in_flight > item.amount:
+            await self._release(storage, counter)
+            return None
+        return storage, counter
+
+    async def _release(self, storage: Storage, counter: str) -> None:
+        try:  # incr with -1: the Redis storage has no decr
+            await storage.incr(counter, RESERVATION_TTL, amount=-1)
+        except StorageError:
+            self._set_redis(False)  # the counter expires on its own
+
+    def _storage(self) -> tuple[Storage, MovingWindowRateLimiter]:
+        if self._redis is not None and self._redis_storage is not None and self._redis_due():
+            return self._redis_storage, self._redis
+        return self._memory_storage, self._memory
 
     async def hit_email(self, email: str, action: str) -> None:
         """Count one call of `action` for an email (e.g. password-reset mails); refuse past it."""

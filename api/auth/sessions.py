@@ -7,19 +7,20 @@ wins, on SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from api.auth.audit import AuditLog
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import ENDED, RevocationList
 from api.auth.tokens import TokenService, hash_jti, new_jti
 from api.clock import Clock, to_datetime
+from api.db import after_commit, atomic, locked
 from api.errors import (
     InvalidTokenError,
     RefreshTokenReusedError,
@@ -100,12 +101,18 @@ class SessionService:
             current_jti_hash=hash_jti(jti),
             using_db=using_db,
         )
-        return self._pair(user, session, jti, iat, exp)
+        return await self._pair(user, session, jti, iat, exp)
 
-    def _pair(self, user: User, session: Session, jti: str, iat: int, exp: int) -> IssuedPair:
+    async def _pair(self, user: User, session: Session, jti: str, iat: int, exp: int) -> IssuedPair:
+        """Sign the pair; never inside a transaction (it may wait up to a second)."""
         sid = str(session.id)
-        # Tokens issued after an access cut-off must carry an `iat` at or past it.
+        # Tokens issued after an access cut-off must carry an `iat` at or past it; the cut-off
+        # is the next whole second, so wait for it: a token we hand out must be valid at once,
+        # for every verifier, JWT_LEEWAY=0 included.
         access_iat = max(iat, session.access_not_before)
+        early = access_iat - self._clock()
+        if early > 0:
+            await asyncio.sleep(min(early, 1.0))
         access, access_exp = self._tokens.issue_access(
             sub=str(user.id), sid=sid, roles=user.roles, auth_time=session.auth_time, iat=access_iat
         )
@@ -167,11 +174,19 @@ class SessionService:
     async def _swap(
         self, session: Session, expected_hash: str, now: float, client: ClientInfo
     ) -> IssuedPair | None:
-        """Compare-and-set the session's current jti hash; None when another request won."""
+        """Compare-and-set the session's current jti hash; None when another request won.
+
+        The user's row is locked first (the order every account change takes: user row, then
+        sessions), then the roles and active flag are read inside the transaction: a demotion
+        or deactivation that commits first is what the new token carries; one that commits
+        later finds this session and cuts or ends it."""
         iat = int(now)
         jti = new_jti()
         exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
-        async with in_transaction() as conn:  # the rotation and its audit event commit together
+        async with atomic() as conn:  # the rotation and its audit event commit together
+            user = await locked(User, session.user_id, conn)
+            if user is None or not user.is_active:
+                raise TokenRevokedError()
             updated = (
                 await Session.filter(
                     id=session.id, current_jti_hash=expected_hash, ended_at__isnull=True
@@ -187,11 +202,12 @@ class SessionService:
             )
             if updated != 1:
                 return None
+            current = await Session.get(id=session.id, using_db=conn)  # cut-offs made meanwhile
             await self._audit.record(
                 "refresh", user_id=session.user_id, ip=client.ip, using_db=conn
             )
         self._metrics.refreshes.inc()
-        return self._pair(session.user, session, jti, iat, exp)
+        return await self._pair(user, current, jti, iat, exp)
 
     async def end(
         self,
@@ -207,7 +223,7 @@ class SessionService:
         if not sids and kind is None:
             return 0
         now = to_datetime(self._clock())
-        async with in_transaction() if using_db is None else _nested(using_db) as conn:
+        async with atomic() if using_db is None else _nested(using_db) as conn:
             rows = (
                 await Session.filter(id__in=list(sids), ended_at__isnull=True)
                 .using_db(conn)
@@ -222,10 +238,16 @@ class SessionService:
             if kind is not None:
                 owner = user_id if user_id is not None else (rows[0][1] if rows else None)
                 await self._audit.record(kind, user_id=owner, ip=client.ip, using_db=conn)
-        await self._revocations.announce(str(sid) for sid, _ in rows)
-        if rows:
-            self._metrics.revocations.labels(reason=reason).inc(len(rows))
+        ended = [str(sid) for sid, _ in rows]
+        if ended:
+            await after_commit(lambda: self._announce(ended, ENDED, reason))
         return len(rows)
+
+    async def _announce(self, sids: list[str], not_before: int, reason: str | None) -> None:
+        """After the commit: every worker refuses these sessions' tokens from now on."""
+        await self._revocations.announce(sids, not_before)
+        if reason is not None:
+            self._metrics.revocations.labels(reason=reason).inc(len(sids))
 
     async def end_all(
         self,
@@ -254,35 +276,48 @@ class SessionService:
         )
 
     async def renew(
-        self, user: User, sid: str, *, using_db: BaseDBAsyncClient | None = None
-    ) -> IssuedPair:
+        self, user: User, sid: str, *, using_db: BaseDBAsyncClient
+    ) -> Callable[[], Awaitable[IssuedPair]]:
         """After a password change: the same session continues with a fresh pair only.
 
-        Its earlier refresh token is spent and its earlier access tokens are cut off.
-        """
+        Its earlier refresh token is spent and its earlier access tokens are cut off. Runs in
+        the caller's transaction; returns the signing step, to await once it has committed.
+        Only the changed columns are written, and only while the session is live: a
+        revocation that committed first stays (TOKEN_REVOKED, and the caller rolls back)."""
         iat = int(self._clock())
         jti = new_jti()
-        session = await Session.get(id=_uuid(sid), ended_at__isnull=True, using_db=using_db)
+        key = _uuid(sid)
+        session = None if key is None else await Session.get_or_none(id=key, using_db=using_db)
+        if session is None or session.ended_at is not None:
+            raise TokenRevokedError()
         exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
-        session.current_jti_hash = hash_jti(jti)
-        session.previous_jti_hash = None
-        session.access_not_before = iat + 1
-        session.auth_time = iat
-        session.last_used_at = to_datetime(iat)
-        session.expires_at = to_datetime(exp)
-        await session.save(using_db=using_db)
-        await self._revocations.announce([sid], iat + 1)
-        return self._pair(user, session, jti, iat, exp)
+        changes = {
+            "current_jti_hash": hash_jti(jti),
+            "previous_jti_hash": None,
+            "access_not_before": iat + 1,
+            "auth_time": iat,
+            "last_used_at": to_datetime(iat),
+            "expires_at": to_datetime(exp),
+        }
+        updated = (
+            await Session.filter(id=key, ended_at__isnull=True).using_db(using_db).update(**changes)
+        )
+        if updated != 1:
+            raise TokenRevokedError()
+        session.update_from_dict(changes)
+        await after_commit(lambda: self._announce([sid], iat + 1, None))
+        return lambda: self._pair(user, session, jti, iat, exp)
 
-    async def cut_access(
-        self, user_id: object, *, using_db: BaseDBAsyncClient | None = None
-    ) -> None:
-        """Refuse the user's current access tokens; their sessions may refresh to new ones."""
+    async def cut_access(self, user_id: object, *, using_db: BaseDBAsyncClient) -> None:
+        """Refuse the user's current access tokens; their sessions may refresh to new ones.
+
+        Runs in the caller's transaction, after it locked the user's row (so no rotation of
+        these sessions is half-way: it waits for this change, or finished before it)."""
         not_before = int(self._clock()) + 1
         query = Session.filter(user_id=user_id, ended_at__isnull=True).using_db(using_db)
         sids = [str(sid) for sid in await query.values_list("id", flat=True)]
         await Session.filter(id__in=sids).using_db(using_db).update(access_not_before=not_before)
-        await self._revocations.announce(sids, not_before)
+        await after_commit(lambda: self._announce(sids, not_before, None))
 
     async def live(self, user_id: object) -> list[Session]:
         """The user's sessions that can still be refreshed, newest first."""
