@@ -33,9 +33,10 @@ async def post(
     query: str,
     variables: dict[str, Any] | None = None,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST one operation to a live server; asserts a 200 JSON answer and returns its body."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     body = {"query": query, "variables": variables or {}}
     async with session.post(f"{url}/graphql", json=body, headers=headers) as resp:
         assert resp.status == 200, await resp.text()

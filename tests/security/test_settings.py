@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.settings import SettingsError, load_settings
+from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "a" * 32
@@ -59,6 +60,11 @@ BAD = [
         {"JWT_LEEWAY": "-1", "JWT_SECRET": GOOD, "JWT_REFRESH_SECRET": OTHER},
         "JWT_LEEWAY",
         id="leeway-negative",
+    ),
+    pytest.param(
+        {"REFRESH_REUSE_GRACE": "61", "JWT_SECRET": GOOD, "JWT_REFRESH_SECRET": OTHER},
+        "REFRESH_REUSE_GRACE",
+        id="reuse-grace-61",
     ),
     pytest.param(
         {"JWT_ALGORITHM": "none", "JWT_SECRET": GOOD, "JWT_REFRESH_SECRET": OTHER},
@@ -114,9 +120,38 @@ def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
         JWT_SECRET="é" * 16,  # 32 bytes
         JWT_REFRESH_SECRET=OTHER,
         JWT_LEEWAY="60",
+        REFRESH_REUSE_GRACE="60",
         DATA_DIR=str(tmp_path),
     )
-    assert s.jwt_leeway == 60
+    assert (s.jwt_leeway, s.refresh_reuse_grace) == (60, 60)
+
+
+def test_serve_refuses_a_reuse_grace_over_the_bound(tmp_path: Path) -> None:
+    """A long grace would let a stolen, spent refresh token be replayed: refused at start."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "REDIS_URL"))}
+    env = {"JWT_SECRET": GOOD, "JWT_REFRESH_SECRET": OTHER, "REFRESH_REUSE_GRACE": "61"}
+    database = tmp_path / "db.sqlite3"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "api", "serve", "--port", str(free_port())],
+            env={
+                **inherited,
+                "PYTHONPATH": str(ROOT),
+                "DATA_DIR": str(tmp_path),
+                "DATABASE_URL": f"sqlite://{database}",
+                **env,
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("serve started with REFRESH_REUSE_GRACE=61")
+    assert result.returncode != 0
+    assert "REFRESH_REUSE_GRACE" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_production_turns_the_developer_conveniences_off(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Reusable test tools: races, live deployments, a real SMTP inbox."""
