@@ -1,4 +1,4 @@
-"""The tables: User, Session, AuditEvent, Note, ActionToken.
+"""The tables: User, Session, Revocation, AuditEvent, Note, ActionToken.
 
 Timestamps are set by the services from the injected clock (not `auto_now`), so tests can
 move time without sleeping.
@@ -63,6 +63,22 @@ class Session(Model):
         table = "sessions"
         # ended_at and access_not_before: every worker polls them each second for revocations.
         indexes = (("user_id", "ended_at"), ("ended_at",), ("expires_at",), ("access_not_before",))
+
+
+class Revocation(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """The revocation feed in commit order, written by a trigger on sessions (api.auth.revocation)."""
+
+    # Commit-ordered on SQLite (one writer at a time), so workers read it by id there.
+    id = fields.BigIntField(primary_key=True)
+    sid = fields.UUIDField()  # no foreign key: the entry must outlive a deleted session
+    not_before = fields.BigIntField()  # first `iat` still accepted (ENDED: none)
+    # PostgreSQL: the writing transaction (pg_current_xact_id), read against snapshot xmin.
+    xact_id = fields.BigIntField(null=True)
+
+    class Meta:
+        table = "revocations"
+        indexes = (("xact_id",),)
 
 
 class AuditEvent(Model):

@@ -5,9 +5,24 @@ sessions: every token). Entries live until such tokens would have expired anyway
 map stays small and the check costs one dict lookup.
 
 The database is the record (sessions.ended_at / access_not_before). Every worker loads it
-at start and polls it each second. With Redis, a revocation is also published at once to
-every worker (RedisRevocationFeed); while Redis is unreachable, each check reads the
-session row instead (correct, slower) until the feed is back.
+at start and follows the `revocations` feed each second. With Redis, a revocation is also
+published at once to every worker (RedisRevocationFeed); while Redis is unreachable, each
+check reads the session row instead (correct, slower) until the feed is back.
+
+Why a feed table, read in commit order: `ended_at` comes from the app clock before the
+transaction commits, so polling `ended_at >= last poll - 1 s` missed, for good, any change
+whose commit took longer than the overlap (no overlap is provably long enough: PostgreSQL 15
+has no transaction timeout). A trigger on `sessions` (migration 0004) appends one row per
+change that refuses tokens, inside the transaction that makes it, whatever code path runs
+the UPDATE. Workers read it by a cursor that only moves past committed work:
+- SQLite lets one writer at a time hold the write lock from its first write to its commit,
+  so ids are handed out in commit order: read `id > last id seen`.
+- PostgreSQL hands ids out before commit, in any order, so each row carries its writing
+  transaction's id (pg_current_xact_id). A read also returns its own snapshot's xmin, the
+  oldest transaction still running; the next read takes `xact_id >= that xmin`, so a
+  transaction open at one read is read again at every later one until it has committed.
+Rows are deleted only once they committed RETENTION ago (a commit-ordered mark again), by
+which time every token they refuse has expired.
 """
 
 from __future__ import annotations
@@ -16,10 +31,12 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from tortoise.connection import get_connection
 
 from api.clock import Clock, to_datetime
 from api.db import is_unavailable
@@ -30,6 +47,18 @@ from api.pubsub import cancel_all, follow_channel
 log = logging.getLogger(__name__)
 
 ENDED = 2**62  # "not before" for an ended session: no token of it is ever accepted again
+PRUNE_EVERY = 60.0  # seconds between two marks that may later bound a deletion of the feed
+RETENTION_MARGIN = 60.0  # seconds a feed row is kept past the last token it can refuse
+
+# The mark comes from the snapshot this very statement reads with (pg_current_snapshot).
+_READ_POSTGRES = (
+    "SELECT m.mark, r.sid, r.not_before"
+    " FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS mark) AS m"
+    " LEFT JOIN revocations AS r ON r.xact_id >= $1"
+)
+_READ_SQLITE = "SELECT id AS mark, sid, not_before FROM revocations WHERE id > ? ORDER BY id"
+_PRUNE_POSTGRES = "DELETE FROM revocations WHERE xact_id < $1"
+_PRUNE_SQLITE = "DELETE FROM revocations WHERE id <= ?"
 
 
 class RevocationList:
@@ -40,7 +69,10 @@ class RevocationList:
         self._horizon = access_ttl + leeway  # after this, an affected token is expired anyway
         self._not_before: dict[str, int] = {}
         self._expires: dict[str, float] = {}
-        self._polled_at = 0.0
+        # Where the next feed read starts: SQLite the last id read, PostgreSQL an xmin.
+        self._cursor = 0
+        # (when, cursor then): every feed row below that cursor had committed by then.
+        self._marks: deque[tuple[float, int]] = deque()
 
         self.feed: RedisRevocationFeed | None = None
 
@@ -92,8 +124,12 @@ class RevocationList:
     def __len__(self) -> int:
         return len(self._not_before)
 
-    async def load_since(self, since: float) -> None:
-        """Pick up revocations recorded in the database since `since` (epoch seconds)."""
+    async def load(self) -> None:
+        """At start: every revocation whose tokens may still be alive."""
+        self._cursor = 0
+        await self.follow()  # the whole feed: it holds no row older than it needs
+        # Revocations made before the feed existed (migration 0004) are only in `sessions`.
+        since = self._clock() - self._horizon
         ended = Session.filter(ended_at__gte=to_datetime(since)).values_list("id", flat=True)
         changed = Session.filter(access_not_before__gte=int(since)).values_list(
             "id", "access_not_before"
@@ -102,20 +138,39 @@ class RevocationList:
         for sid, not_before in await changed:
             self.revoke([str(sid)], not_before)
 
-    async def load(self) -> None:
-        """At start: every revocation whose tokens may still be alive."""
-        self._polled_at = self._clock()
-        await self.load_since(self._polled_at - self._horizon)
+    async def follow(self) -> None:
+        """Apply the revocations committed since the last read, in commit order."""
+        conn = get_connection("default")
+        postgres = conn.capabilities.dialect == "postgres"
+        rows = await conn.execute_query_dict(
+            _READ_POSTGRES if postgres else _READ_SQLITE, [self._cursor]
+        )
+        for row in rows:
+            if row["sid"] is not None:  # PostgreSQL: the mark comes alone when nothing is new
+                self.revoke([str(row["sid"])], int(row["not_before"]))
+        if rows:
+            self._cursor = int(rows[-1]["mark"])
+        await self._prune_feed(postgres)
+
+    async def _prune_feed(self, postgres: bool) -> None:
+        """Delete feed rows that committed RETENTION ago: every token they refuse has expired."""
+        now = self._clock()
+        if not self._marks or now - self._marks[-1][0] >= PRUNE_EVERY:
+            self._marks.append((now, self._cursor))
+        below = None
+        while self._marks and self._marks[0][0] <= now - self._horizon - RETENTION_MARGIN:
+            below = self._marks.popleft()[1]
+        if below is not None:
+            conn = get_connection("default")
+            await conn.execute_query(_PRUNE_POSTGRES if postgres else _PRUNE_SQLITE, [below])
 
     async def poll_forever(self, interval: float) -> None:
         """Follow revocations made by other worker processes (without Redis)."""
         failing = False
         while True:
             await asyncio.sleep(interval)
-            started = self._clock()
             try:
-                await self.load_since(self._polled_at - 1)  # 1 s overlap: clocks tick in seconds
-                self._polled_at = started
+                await self.follow()
                 if failing:
                     failing = False
                     log.info("revocation poll: the database answers again")
