@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from api.networks import parse_networks
+
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MIN_SECRET_BYTES = 32
 
@@ -266,6 +268,10 @@ def load_settings(
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
     public_url = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    try:
+        proxies = parse_networks("TRUSTED_PROXIES", _list(env, "TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         app_env=app_env,
         database_url=database_url,
@@ -290,7 +296,7 @@ def load_settings(
         workers=_int(env, "WORKERS", 1, low=1),
         jwt_leeway=_int(env, "JWT_LEEWAY", 30, low=0, high=60),
         refresh_reuse_grace=_int(env, "REFRESH_REUSE_GRACE", 0, low=0),
-        trusted_proxies=_list(env, "TRUSTED_PROXIES"),
+        trusted_proxies=tuple(str(network) for network in proxies),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, low=1),
         database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, low=1),
         database_statement_timeout=_int(env, "DATABASE_STATEMENT_TIMEOUT", 5, low=1),
