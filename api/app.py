@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -104,7 +105,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         middlewares=[
             security_headers,
             cors(settings.cors_origins),
-            in_flight_limit(settings.max_in_flight),
+            in_flight_limit(settings.max_in_flight, settings.max_websockets),
         ]
     )
     app[SETTINGS_KEY] = settings
@@ -125,6 +126,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the contract's one protocol
         # Browsers on these origins may open the WebSocket too (same origin always may).
         allowed_origins=settings.cors_origins,
+        # A socket that never says connection_init is closed (4408) instead of holding a slot.
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
     )
     app.router.add_route("*", "/graphql", view)
     app.on_shutdown.append(view.close_sockets)
