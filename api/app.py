@@ -16,7 +16,7 @@ from api.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
 from api.clock import Clock, system_clock
 from api.graphiql import add_graphiql_assets
 from api.metrics import metrics_handler
-from api.middleware import cors, security_headers
+from api.middleware import cors, hide_server_version, security_headers
 from api.overload import LoopLag, in_flight_limit
 from api.services import Services
 from api.settings import Settings
@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     from schema.build import build_schema
     from schema.context import AuthGraphQLView
 
+    hide_server_version()
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[

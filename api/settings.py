@@ -269,7 +269,22 @@ def load_settings(
     mail_url = env.get("MAIL_URL", "").strip() or "console://"
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
-    public_url = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if production and not public_url:
+        # The default would put http://127.0.0.1 links in every mail.
+        raise SettingsError(
+            "APP_ENV=production needs PUBLIC_URL: the address users reach, e.g. "
+            "https://api.example.com (links in mails start with it)"
+        )
+    public_url = public_url or "http://127.0.0.1:8000"
+    metrics_token = env.get("METRICS_TOKEN", "").strip()
+    if production and not metrics_token:
+        # /metrics shares the public port: without a token anyone could read it.
+        raise SettingsError(
+            "APP_ENV=production needs METRICS_TOKEN: scrapers send it as "
+            "'Authorization: Bearer <token>' (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
     try:
         proxies = parse_networks("TRUSTED_PROXIES", _list(env, "TRUSTED_PROXIES"))
     except ValueError as exc:
@@ -333,6 +348,6 @@ def load_settings(
         ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", 5.0, low=0.1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
-        metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        metrics_token=metrics_token,
         warnings=tuple(warnings),
     )
