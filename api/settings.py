@@ -269,6 +269,13 @@ def load_settings(
     mail_url = env.get("MAIL_URL", "").strip() or "console://"
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
+    if mail_url.startswith(("smtp://", "smtps://")):
+        from api.mail import parse_smtp_url
+
+        try:
+            parse_smtp_url(mail_url)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
     public_url = env.get("PUBLIC_URL", "").strip().rstrip("/")
     if production and not public_url:
         # The default would put http://127.0.0.1 links in every mail.

@@ -9,6 +9,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from api.addresses import is_plain_address
 from api.auth.audit import AuditLog
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
@@ -33,7 +34,7 @@ MAX_DISPLAY_NAME = 200
 def normalise_email(raw: str, field: str = "email") -> str:
     """Trimmed, lower-cased, and shaped like an address, else BAD_USER_INPUT."""
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email):
+    if not is_plain_address(email):
         raise BadUserInputError(field, f"'{field}' must be an email address.")
     return email
 
