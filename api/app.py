@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from datetime import timedelta
 
 from aiohttp import web
 
@@ -15,7 +16,7 @@ from api.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
 from api.clock import Clock, system_clock
 from api.graphiql import add_graphiql_assets
 from api.metrics import metrics_handler
-from api.middleware import cors, security_headers
+from api.middleware import cors, hide_server_version, security_headers
 from api.overload import LoopLag, in_flight_limit
 from api.services import Services
 from api.settings import Settings
@@ -99,12 +100,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     from schema.build import build_schema
     from schema.context import AuthGraphQLView
 
+    hide_server_version()
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
             security_headers,
             cors(settings.cors_origins),
-            in_flight_limit(settings.max_in_flight),
+            in_flight_limit(settings.max_in_flight, settings.max_websockets),
         ]
     )
     app[SETTINGS_KEY] = settings
@@ -125,6 +127,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the contract's one protocol
         # Browsers on these origins may open the WebSocket too (same origin always may).
         allowed_origins=settings.cors_origins,
+        # A socket that never says connection_init is closed (4408) instead of holding a slot.
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
     )
     app.router.add_route("*", "/graphql", view)
     app.on_shutdown.append(view.close_sockets)

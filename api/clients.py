@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from aiohttp import web
 
 from api.auth.sessions import ClientInfo
+from api.networks import TrustedNetworks, parse_address
 
 
-def _address(raw: str) -> str | None:
-    """The hop as a normalised IP address, or None when it is not one."""
-    try:
-        address = ipaddress.ip_address(raw.strip())
-    except ValueError:
-        return None
-    # A zone (`fe80::1%anything`) can be any length: not something a proxy forwards.
-    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
-        return None
+def forwarded_for(request: web.Request) -> list[str]:
+    """Every X-Forwarded-For hop, oldest first, across all header lines.
+
+    HAProxy appends its own line after the client's instead of merging: reading only the
+    first line would leave a forged one in charge.
+    """
+    return [
+        hop for line in request.headers.getall("X-Forwarded-For", ()) for hop in line.split(",")
+    ]
+
+
+def client_ip(request: web.Request, trusted: TrustedNetworks) -> str | None:
+    """The client's full IP address; forwarded headers count only from a trusted proxy."""
+    peer = parse_address(request.remote) if request.remote else None
+    if peer is None:
+        return request.remote
+    if peer not in trusted:
+        return str(peer)
+    address = peer
+    # Walk from the nearest hop back: the first address not ours is the client.
+    for hop in reversed([hop for hop in forwarded_for(request) if hop.strip()]):
+        parsed = parse_address(hop)
+        if parsed is None:
+            # Not an address (a forged or garbled entry): believe nothing past it.
+            break
+        address = parsed
+        if parsed not in trusted:
+            break
     return str(address)
 
 
-def client_info(request: web.Request, trusted_proxies: frozenset[str]) -> ClientInfo:
-    """The client's IP and User-Agent; forwarded headers count only from a trusted proxy."""
-    ip = request.remote
-    if ip in trusted_proxies:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        # Walk from the nearest hop back: the first address not ours is the client.
-        for hop in reversed([part for part in forwarded.split(",") if part.strip()]):
-            address = _address(hop)
-            if address is None:
-                # Not an address (a forged or garbled entry): believe nothing past it.
-                break
-            ip = address
-            if address not in trusted_proxies:
-                break
+def client_info(request: web.Request, trusted: TrustedNetworks) -> ClientInfo:
+    """The client's IP and User-Agent."""
     agent = request.headers.get("User-Agent")
-    return ClientInfo(ip=ip, user_agent=agent[:500] if agent else None)
+    return ClientInfo(ip=client_ip(request, trusted), user_agent=agent[:500] if agent else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
@@ -43,8 +44,26 @@ _UNAVAILABLE = (
 )
 
 
+SQLITE_FILE_MODE = 0o600
+_SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def private_sqlite_file(path: str) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite opens it.
+
+    SQLite gives its -wal, -shm and -journal files the database file's mode, so they follow;
+    companions left by an older, laxer start are tightened too. The file holds password
+    hashes and sessions: no other local user may read it.
+    """
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, SQLITE_FILE_MODE))
+    for candidate in (path, *(path + suffix for suffix in _SQLITE_COMPANIONS)):
+        if os.path.exists(candidate):
+            os.chmod(candidate, SQLITE_FILE_MODE)
+
+
 def connection(settings: Settings) -> str | dict[str, Any]:
-    """The default connection: SQLite as a URL (its folder created); PostgreSQL as a
+    """The default connection: SQLite as a URL (its file created, owner-only); PostgreSQL as a
     credentials dict with the pool size and bounded connect and statement timeouts, so an
     outage answers within seconds instead of hanging."""
     url = settings.database_url
@@ -52,7 +71,7 @@ def connection(settings: Settings) -> str | dict[str, Any]:
     if parts.scheme == "sqlite":
         path = url[len("sqlite://") :].split("?", 1)[0]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_file(path)
         return url
     config = expand_db_url(url)
     if config["engine"].endswith(("asyncpg", "psycopg")):

@@ -1,8 +1,11 @@
 """Outgoing mail: a Mailer with a bounded queue in front of one backend chosen by MAIL_URL.
 
 - `console://` (development default) logs each mail instead of sending it;
-- `smtp://user:pass@host:port` (STARTTLS when offered) and `smtps://…` (TLS) send through
-  aiosmtplib;
+- `smtp://user:pass@host:port` and `smtps://…` (TLS from the start) send through aiosmtplib.
+  With credentials, smtp:// requires STARTTLS: a server that does not offer it (or a man in
+  the middle who strips the offer) gets no password and no mail. `?require_starttls=false`
+  allows a trusted local relay without TLS; `?require_starttls=true` also requires it
+  without credentials (without them and without the parameter, STARTTLS is used if offered);
 - `memory://` keeps every mail in `MemoryBackend.outbox` (tests read links from there).
 
 `Mailer.send` never waits for delivery: the mutation answers at once and workers deliver in
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Protocol
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
 
@@ -84,17 +87,54 @@ class MemoryBackend:
         self.outbox.append(mail)
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpUrl:
+    """What an smtp:// or smtps:// MAIL_URL says."""
+
+    tls: bool
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    require_starttls: bool
+
+
+def parse_smtp_url(url: str) -> SmtpUrl:
+    """Read an smtp(s):// MAIL_URL; ValueError naming MAIL_URL for an unknown parameter."""
+    parts = urlsplit(url)
+    tls = parts.scheme == "smtps"
+    username = unquote(parts.username) if parts.username else None
+    # Credentials must never cross the network in clear: STARTTLS is required with them.
+    require_starttls = username is not None and not tls
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name != "require_starttls" or tls or value.lower() not in _TRUE | _FALSE:
+            raise ValueError(
+                "MAIL_URL accepts one parameter, smtp://…?require_starttls=true|false, "
+                f"got {name}={value!r}"
+            )
+        require_starttls = value.lower() in _TRUE
+    return SmtpUrl(
+        tls=tls,
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (465 if tls else 25),
+        username=username,
+        password=unquote(parts.password) if parts.password else None,
+        require_starttls=require_starttls,
+    )
+
+
 class SmtpBackend:
-    """SMTP through aiosmtplib: smtps:// is TLS from the start, smtp:// upgrades if offered."""
+    """SMTP through aiosmtplib: smtps:// is TLS from the start; smtp:// upgrades with STARTTLS
+    (required with credentials, else when offered)."""
 
     def __init__(self, url: str, sender: str, timeout: float = 30) -> None:
-        parts = urlsplit(url)
-        self._tls = parts.scheme == "smtps"
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or (465 if self._tls else 25)
-        self._username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
+        self._url = parse_smtp_url(url)
         self._sender = sender
+        self._envelope_sender = parseaddr(sender)[1]
         self._timeout = timeout
 
     async def deliver(self, mail: Mail) -> None:
@@ -104,17 +144,24 @@ class SmtpBackend:
         message["Subject"] = mail.subject
         # Relays and spam filters expect both; some refuse mail without them.
         message["Date"] = formatdate(usegmt=True)
-        domain = parseaddr(self._sender)[1].rpartition("@")[2] or None
+        domain = self._envelope_sender.rpartition("@")[2] or None
         message["Message-ID"] = make_msgid(domain=domain)
         message.set_content(mail.text)
+        url = self._url
+        # start_tls=True fails before AUTH when the server offers no STARTTLS; None upgrades
+        # only if offered.
+        start_tls = False if url.tls else (True if url.require_starttls else None)
         await aiosmtplib.send(
             message,
-            hostname=self._host,
-            port=self._port,
-            username=self._username,
-            password=self._password,
-            use_tls=self._tls,
-            start_tls=False if self._tls else None,
+            # The envelope, explicitly: never whatever the headers could be read as.
+            sender=self._envelope_sender,
+            recipients=[mail.to],
+            hostname=url.host,
+            port=url.port,
+            username=url.username,
+            password=url.password,
+            use_tls=url.tls,
+            start_tls=start_tls,
             timeout=self._timeout,
         )
 

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.typedefs import Handler, Middleware
 
 _STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
+SERVER_HEADER = "graphgate"
+
+
+def hide_server_version() -> None:
+    """`Server: graphgate` on every response, instead of aiohttp's name and version.
+
+    aiohttp fills the header from this module-level default when a response has none,
+    including the 400s it writes itself for malformed requests (no middleware or signal
+    runs for those); a version tells a scanner which known bugs to try.
+    """
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
 
 
 @web.middleware

@@ -1,9 +1,10 @@
-"""Load shedding: at most MAX_IN_FLIGHT GraphQL requests in progress per worker.
+"""Load shedding: at most MAX_IN_FLIGHT GraphQL requests and MAX_WEBSOCKETS sockets per worker.
 
 Tortoise hands out pooled connections with no limit on the wait, and every waiting request
 holds memory: past the bound, a new request is answered at once with 503, the contract code
 SERVICE_UNAVAILABLE and `Retry-After`, so a flood costs quick refusals, not growing latency.
-WebSockets (long-lived) and the health endpoints are not counted.
+WebSockets live long, so they count on their own limit; only a real handshake (a GET with
+the WebSocket headers) is a socket. The health endpoints are not counted.
 
 LoopLag tells a saturated worker from a slow operation: an operation cut by EXECUTION_TIMEOUT
 while the worker is saturated is answered SERVICE_UNAVAILABLE ("retry later"), not
@@ -35,26 +36,58 @@ _BODY = json.dumps(
 )
 
 
-def in_flight_limit(limit: int, path: str = "/graphql") -> Middleware:
-    """A middleware refusing requests to `path` while `limit` of them are in progress."""
+def _refused() -> web.Response:
+    return web.Response(
+        text=_BODY, status=503, content_type="application/json", headers={"Retry-After": "1"}
+    )
+
+
+def _tokens(value: str) -> set[str]:
+    return {token.strip().lower() for token in value.split(",")}
+
+
+def is_websocket_handshake(request: web.Request) -> bool:
+    """A WebSocket opening handshake (RFC 6455, 4.1): GET, Upgrade and Connection, a key."""
+    headers = request.headers
+    return (
+        request.method == "GET"
+        and "websocket" in _tokens(headers.get("Upgrade", ""))
+        and "upgrade" in _tokens(",".join(headers.getall("Connection", ())))
+        and "Sec-WebSocket-Key" in headers
+    )
+
+
+def in_flight_limit(limit: int, sockets_limit: int, path: str = "/graphql") -> Middleware:
+    """A middleware refusing requests to `path` while `limit` of them are in progress, and
+    WebSocket handshakes while `sockets_limit` sockets are open."""
     in_flight = 0
-    shedding = False
+    sockets = 0
+    shedding = sockets_full = False
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal in_flight, shedding
-        if request.path != path or request.headers.get("Upgrade", "").lower() == "websocket":
+        nonlocal in_flight, sockets, shedding, sockets_full
+        if request.path != path:
             return await handler(request)
+        # Only a real handshake is exempt from MAX_IN_FLIGHT: any other request claiming
+        # `Upgrade: websocket` (a POST) is an ordinary request.
+        if is_websocket_handshake(request):
+            if sockets >= sockets_limit:
+                if not sockets_full:
+                    sockets_full = True
+                    log.warning("overload: %d WebSockets open; refusing new ones", sockets)
+                return _refused()
+            sockets_full = False
+            sockets += 1
+            try:  # the handler returns when the socket closes
+                return await handler(request)
+            finally:
+                sockets -= 1
         if in_flight >= limit:
             if not shedding:  # once per episode, not once per refused request
                 shedding = True
                 log.warning("overload: %d requests in progress; refusing new ones", in_flight)
-            return web.Response(
-                text=_BODY,
-                status=503,
-                content_type="application/json",
-                headers={"Retry-After": "1"},
-            )
+            return _refused()
         if shedding and in_flight < limit // 2:
             shedding = False
             log.info("overload: over; %d requests in progress", in_flight)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from api.networks import parse_networks
+
 ASYMMETRIC_ALGORITHMS = ("EdDSA", "ES256", "RS256")
 MIN_SECRET_BYTES = 32
 # A spent refresh token retried within this many seconds is a lost answer, not a theft; past
@@ -82,6 +84,8 @@ class Settings:
     password_hash_max_wait: float = 2.0
     password_hash_nice: int = 5
     max_in_flight: int = 1000
+    max_websockets: int = 1000
+    ws_init_timeout: float = 5.0
     data_dir: str = "data"
     log_format: str = "text"
     metrics_token: str = ""
@@ -269,7 +273,33 @@ def load_settings(
     mail_url = env.get("MAIL_URL", "").strip() or "console://"
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
-    public_url = env.get("PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+    if mail_url.startswith(("smtp://", "smtps://")):
+        from api.mail import parse_smtp_url
+
+        try:
+            parse_smtp_url(mail_url)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if production and not public_url:
+        # The default would put http://127.0.0.1 links in every mail.
+        raise SettingsError(
+            "APP_ENV=production needs PUBLIC_URL: the address users reach, e.g. "
+            "https://api.example.com (links in mails start with it)"
+        )
+    public_url = public_url or "http://127.0.0.1:8000"
+    metrics_token = env.get("METRICS_TOKEN", "").strip()
+    if production and not metrics_token:
+        # /metrics shares the public port: without a token anyone could read it.
+        raise SettingsError(
+            "APP_ENV=production needs METRICS_TOKEN: scrapers send it as "
+            "'Authorization: Bearer <token>' (python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    try:
+        proxies = parse_networks("TRUSTED_PROXIES", _list(env, "TRUSTED_PROXIES"))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
     return Settings(
         app_env=app_env,
         database_url=database_url,
@@ -296,7 +326,7 @@ def load_settings(
         refresh_reuse_grace=_int(
             env, "REFRESH_REUSE_GRACE", 0, low=0, high=MAX_REFRESH_REUSE_GRACE
         ),
-        trusted_proxies=_list(env, "TRUSTED_PROXIES"),
+        trusted_proxies=tuple(str(network) for network in proxies),
         database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, low=1),
         database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, low=1),
         database_statement_timeout=_int(env, "DATABASE_STATEMENT_TIMEOUT", 5, low=1),
@@ -330,8 +360,10 @@ def load_settings(
         password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", 2.0, low=0.0),
         password_hash_nice=_int(env, "PASSWORD_HASH_NICE", 5, low=0),
         max_in_flight=_int(env, "MAX_IN_FLIGHT", 1000, low=1),
+        max_websockets=_int(env, "MAX_WEBSOCKETS", 1000, low=0),
+        ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", 5.0, low=0.1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
-        metrics_token=env.get("METRICS_TOKEN", "").strip(),
+        metrics_token=metrics_token,
         warnings=tuple(warnings),
     )

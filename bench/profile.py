@@ -115,6 +115,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> str:
         "APP_ENV": "production",
         "JWT_SECRET": secrets.token_urlsafe(48),
         "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
+        "PUBLIC_URL": "http://127.0.0.1:8000",
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
         "DATABASE_URL": f"sqlite://{workdir}/profile.sqlite3",
         "ACCESS_TOKEN_TTL": "3600",
         "RATE_LIMIT_PER_IP": "",

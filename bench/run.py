@@ -71,6 +71,8 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
         "PYTHONPATH": str(args.app_root),
         "APP_ENV": "production",
         "JWT_REFRESH_SECRET": refresh,
+        "PUBLIC_URL": "http://127.0.0.1:8000",
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
         "ACCESS_TOKEN_TTL": "3600",  # the run's tokens must outlive the run
         # One client IP sends every request here: limits would measure refusals.
         "RATE_LIMIT_PER_IP": "",

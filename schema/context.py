@@ -21,6 +21,7 @@ from api.auth.sessions import ClientInfo
 from api.clients import client_info
 from api.errors import AppError, ServiceUnavailableError, TokenRevokedError
 from api.models import User
+from api.networks import TrustedNetworks, parse_networks
 from api.services import Services
 from api.settings import Settings
 from schema.http import GraphQLHTTPView
@@ -88,6 +89,9 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
+        self.trusted_proxies = TrustedNetworks(
+            parse_networks("TRUSTED_PROXIES", settings.trusted_proxies)
+        )
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 
     async def close_sockets(self, app: web.Application) -> None:
@@ -157,13 +161,12 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
             and isinstance(response, web.Response)
         ):
             response.headers["WWW-Authenticate"] = www_authenticate(viewer.error)
-        trusted = frozenset(services.settings.trusted_proxies)
         context = Context(
             request=request,
             response=response,
             services=services,
             viewer=viewer,
-            client=client_info(request, trusted),
+            client=client_info(request, self.trusted_proxies),
         )
         if services.settings.require_verified_email:  # off (the default): no query at all
             await context.load_email_verified()

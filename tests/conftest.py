@@ -54,6 +54,11 @@ BASE_ENV = {
     "RATE_LIMIT_PER_EMAIL": "",
     "RATE_LIMIT_PER_IP": "",
 }
+# What APP_ENV=production refuses to start without (besides the secrets above).
+PRODUCTION_NEEDS = {
+    "PUBLIC_URL": "http://127.0.0.1:8000",
+    "METRICS_TOKEN": "test-metrics-token-0123456789abcdef",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -87,6 +92,8 @@ def make_settings(database_url: str, tmp_path: Any) -> Callable[..., Settings]:
     def make(**overrides: str) -> Settings:
         env = {**BASE_ENV, "DATABASE_URL": database_url, "DATA_DIR": str(tmp_path / "data")}
         env.update(overrides)
+        if env["APP_ENV"] == "production":
+            env = {**PRODUCTION_NEEDS, **env}
         return load_settings(env, env_file=None)
 
     return make

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -10,6 +9,7 @@ from typing import Any, NoReturn
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
+from api.addresses import is_plain_address
 from api.auth.actions import ActionTokens
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth, signed_in_from
@@ -29,8 +29,6 @@ from api.errors import (
 from api.metrics import Metrics
 from api.models import User
 
-# Deliberately loose: one @, something on each side, a dot in the domain, no spaces.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_DISPLAY_NAME = 200
 
 
@@ -40,7 +38,7 @@ def normalise_email(raw: str, field: str = "email") -> str:
     The reserved `.invalid` top-level domain (RFC 2606) receives no mail anywhere; refusing it
     also keeps the tombstones of deleted accounts (api/auth/deletion.py) unregistrable."""
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email) or email.endswith(".invalid"):
+    if not is_plain_address(email) or email.endswith(".invalid"):
         raise BadUserInputError(field, f"'{field}' must be an email address.")
     return email
 

@@ -33,6 +33,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from api.errors import RateLimitedError
+from api.networks import rate_limit_key
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,7 @@ class RateLimiter:
     async def hit_ip(self, ip: str | None) -> None:
         """Count one call of a public auth mutation from this IP."""
         if self._per_ip is not None:
-            await self._hit(self._per_ip, "ip", ip or "unknown")
+            await self._hit(self._per_ip, "ip", rate_limit_key(ip))
 
     @contextlib.asynccontextmanager
     async def password_attempt(

@@ -26,6 +26,7 @@ secret() { "$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(48))'; }
 
 export APP_ENV=production DATABASE_URL REDIS_URL DATA_DIR="$work/data"
 export JWT_SECRET="$(secret)" JWT_REFRESH_SECRET="$(secret)"
+export PUBLIC_URL="$url" METRICS_TOKEN="$(secret)"
 # Every request comes from 127.0.0.1 here: a per-IP limit would measure itself, not the service.
 export RATE_LIMIT_PER_IP="1000000 per minute"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

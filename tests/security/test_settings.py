@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from api.settings import SettingsError, load_settings
+from tests.conftest import PRODUCTION_NEEDS
 from tests.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,7 +85,7 @@ BAD = [
 def test_load_settings_refuses_naming_the_variable(
     env: dict[str, str], variable: str, app_env: str, tmp_path: Path
 ) -> None:
-    full = {"APP_ENV": app_env, "DATA_DIR": str(tmp_path), **env}
+    full = {"APP_ENV": app_env, "DATA_DIR": str(tmp_path), **PRODUCTION_NEEDS, **env}
     with pytest.raises(SettingsError, match=variable):
         settings(**full)
 
@@ -117,6 +118,7 @@ def test_migrate_refuses_to_start_naming_the_variable(
 def test_the_limits_themselves_are_accepted(tmp_path: Path) -> None:
     s = settings(
         APP_ENV="production",
+        **PRODUCTION_NEEDS,
         JWT_SECRET="é" * 16,  # 32 bytes
         JWT_REFRESH_SECRET=OTHER,
         JWT_LEEWAY="60",
@@ -155,7 +157,9 @@ def test_serve_refuses_a_reuse_grace_over_the_bound(tmp_path: Path) -> None:
 
 
 def test_production_turns_the_developer_conveniences_off(tmp_path: Path) -> None:
-    prod = settings(APP_ENV="production", JWT_SECRET=GOOD, JWT_REFRESH_SECRET=OTHER)
+    prod = settings(
+        APP_ENV="production", JWT_SECRET=GOOD, JWT_REFRESH_SECRET=OTHER, **PRODUCTION_NEEDS
+    )
     assert (prod.graphiql, prod.introspection, prod.field_suggestions, prod.get_queries) == (
         False,
         False,
@@ -172,7 +176,11 @@ def test_production_turns_the_developer_conveniences_off(tmp_path: Path) -> None
     )
     # Asked for explicitly, production may turn one back on.
     asked = settings(
-        APP_ENV="production", JWT_SECRET=GOOD, JWT_REFRESH_SECRET=OTHER, INTROSPECTION="on"
+        APP_ENV="production",
+        JWT_SECRET=GOOD,
+        JWT_REFRESH_SECRET=OTHER,
+        INTROSPECTION="on",
+        **PRODUCTION_NEEDS,
     )
     assert asked.introspection is True
     assert asked.graphiql is False
@@ -185,3 +193,14 @@ def test_development_generates_strong_distinct_secrets(tmp_path: Path) -> None:
     assert s.jwt_secret != s.jwt_refresh_secret
     assert (tmp_path / "dev-secrets.json").stat().st_mode & 0o077 == 0
     assert s.warning is not None
+
+
+@pytest.mark.parametrize("missing", ["PUBLIC_URL", "METRICS_TOKEN"])
+def test_production_refuses_to_start_without_public_url_and_metrics_token(missing: str) -> None:
+    env = {"APP_ENV": "production", "JWT_SECRET": GOOD, "JWT_REFRESH_SECRET": OTHER}
+    env.update({name: value for name, value in PRODUCTION_NEEDS.items() if name != missing})
+    with pytest.raises(SettingsError, match=f"APP_ENV=production needs {missing}"):
+        settings(**env)
+    with pytest.raises(SettingsError, match=missing):
+        settings(**env, **{missing: "  "})
+    assert settings(**env, **{missing: PRODUCTION_NEEDS[missing]}).is_production
