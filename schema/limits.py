@@ -1,23 +1,24 @@
 """Operation limits (depth, aliases, repeated fields, tokens, directives, introspection),
-answered with QUERY_TOO_COMPLEX. strawberry's own rules do most of the counting; we tag their
-errors and run them before the other validation rules."""
+answered with QUERY_TOO_COMPLEX, checked before the other validation rules. Depth, aliases,
+repeated fields and the document's size are counted on fields collected through fragments
+(schema/cost.py); graphql-core's introspection-depth rule and our directive count are tagged."""
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     ASTValidationRule,
     DirectiveNode,
     DocumentNode,
-    FieldNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
     MaxIntrospectionDepthRule,
     NoSchemaIntrospectionCustomRule,
-    SelectionSetNode,
     ValidationContext,
     ValidationRule,
 )
@@ -26,11 +27,10 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     SchemaExtension,
 )
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.schema import validate_document
 
 from api.settings import Settings
+from schema.cost import CostLimits, OverLimitError, check_document
 
 TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 
@@ -60,20 +60,6 @@ def too_complex(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
     return Tagged
 
 
-def depth_limit_rule(max_depth: int) -> type[ASTValidationRule]:
-    """strawberry's depth rule, made to bear an unknown fragment (it looks them up unchecked)."""
-    base: Any = depth_rule(max_depth, None)
-
-    class DepthLimit(base):  # type: ignore[misc]
-        def __init__(self, context: ValidationContext) -> None:
-            try:
-                super().__init__(context)
-            except KeyError:  # an unknown fragment: KnownFragmentNamesRule reports it next
-                ASTValidationRule.__init__(self, context)
-
-    return DepthLimit
-
-
 def max_directives_rule(limit: int) -> type[ValidationRule]:
     """Refuse operations with more than `limit` directives (directive overloading)."""
 
@@ -88,35 +74,6 @@ def max_directives_rule(limit: int) -> type[ValidationRule]:
                 self.report_error(GraphQLError(f"More than {limit} directives.", node))
 
     return MaxDirectives
-
-
-def max_repeated_fields_rule(limit: int) -> type[ValidationRule]:
-    """Refuse a selection that repeats one field (response key) more than `limit` times.
-
-    Field duplication costs nothing to send, but graphql-core's overlapping-fields check is
-    quadratic in the copies: 490 copies of `me { id }` take about a second of CPU.
-    """
-
-    class MaxRepeatedFields(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.reported = False
-
-        def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
-            if self.reported:
-                return
-            keys = Counter(
-                (field.alias or field.name).value
-                for field in node.selections
-                if isinstance(field, FieldNode)
-            )
-            if keys and max(keys.values()) > limit:
-                self.reported = True
-                self.report_error(
-                    GraphQLError(f"A field is repeated more than {limit} times.", node)
-                )
-
-    return MaxRepeatedFields
 
 
 class TagTokenLimit(SchemaExtension):
@@ -167,6 +124,33 @@ class ValidationResults:
             self._entries.popitem(last=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The MAX_* settings as checks: the collected-fields walk, then the limit rules."""
+
+    cost: CostLimits
+    rules: tuple[type[ASTValidationRule], ...]
+
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> tuple[GraphQLError, ...]:
+        """The limits first, then (within them only) every rule in `rules`.
+
+        The walk runs before any validation pass: graphql-core's visit of a document costs
+        more than the walk, and an operation over a limit should cost no more than that."""
+        try:
+            check_document(document, self.cost)
+        except OverLimitError as error:
+            return (GraphQLError(str(error), extensions={"code": TOO_COMPLEX}),)
+        found = validate_document(schema, document, self.rules)
+        if not found:
+            found = validate_document(schema, document, rules)
+        return tuple(found)
+
+
 class ValidateLimitsFirst(SchemaExtension):
     """Validation in two passes, both cached: the limit rules alone first, then, for an
     operation within the limits only, every rule.
@@ -175,11 +159,9 @@ class ValidateLimitsFirst(SchemaExtension):
     graphql-core's costlier rules spend any time on it.
     """
 
-    def __init__(
-        self, rules: tuple[type[ASTValidationRule], ...], results: ValidationResults
-    ) -> None:
+    def __init__(self, limits: Limits, results: ValidationResults) -> None:
         super().__init__()
-        self._limit_rules = rules
+        self._limits = limits
         self._results = results
 
     def on_validate(self) -> Iterator[None]:
@@ -187,15 +169,28 @@ class ValidateLimitsFirst(SchemaExtension):
         errors = self._results.get(ctx.query) if ctx.query is not None else None
         if errors is None:
             assert ctx.graphql_document is not None
-            schema = ctx.schema._schema
-            found = validate_document(schema, ctx.graphql_document, self._limit_rules)
-            if not found:
-                found = validate_document(schema, ctx.graphql_document, ctx.validation_rules)
-            errors = tuple(found)
+            errors = self._limits.validate(
+                ctx.schema._schema, ctx.graphql_document, ctx.validation_rules
+            )
             if ctx.query is not None:
                 self._results.put(ctx.query, errors, ctx.graphql_document)
         ctx.pre_execution_errors = list(errors)
         yield
+
+
+def limits_for(settings: Settings) -> Limits:
+    """The MAX_* settings as checks, their errors tagged QUERY_TOO_COMPLEX."""
+    cost = CostLimits(
+        max_depth=settings.max_query_depth,
+        max_repeats=settings.max_aliases,
+        max_fields=settings.max_fields,
+        max_aliases=settings.max_aliases,
+    )
+    rules = (
+        max_directives_rule(settings.max_directives),
+        MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
+    )
+    return Limits(cost, tuple(too_complex(rule) for rule in rules))
 
 
 def limit_extensions(
@@ -206,20 +201,11 @@ def limit_extensions(
     They replace strawberry's ValidationCache (ValidateLimitsFirst is one, with a first pass);
     `results` is the schema's one cache, shared by every request.
     """
-    limit_rules = tuple(
-        too_complex(rule)
-        for rule in (
-            depth_limit_rule(settings.max_query_depth),
-            max_aliases_rule(settings.max_aliases),
-            max_repeated_fields_rule(settings.max_aliases),
-            max_directives_rule(settings.max_directives),
-            MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
-        )
-    )
+    limits = limits_for(settings)
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         TagTokenLimit,
-        lambda: ValidateLimitsFirst(limit_rules, results),
+        lambda: ValidateLimitsFirst(limits, results),
     ]
     if not settings.introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
