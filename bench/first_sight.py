@@ -111,6 +111,13 @@ def attacks(repeats: int, aliases: int, fields: int) -> dict[str, str]:
         + " ".join(f"...G{i}" for i in range(30))
         + " } }",
     }
+    user = "id email displayName roles isActive emailVerified createdAt lastLoginAt"
+    doc["fields budget spent through one fragment"] = (
+        f"fragment U on User {{ {user} }} {{ "
+        + "me { ...U } " * r
+        + "notes { edges { node { owner { ...U } } } } " * (r - 6)
+        + "}"
+    )
     return doc
 
 

@@ -37,6 +37,11 @@ class OverLimitError(Exception):
     """The operation passes a limit; the message says which, for the client."""
 
 
+class EmptySelectionError(Exception):
+    """A selection set with nothing in it: the grammar asks for one selection at least
+    (graphql-core 3.3 parses `{ }` and no rule refuses it)."""
+
+
 @dataclass(slots=True)
 class _Merged:
     """Every field answering under one response-key path, fragments expanded."""
@@ -78,6 +83,8 @@ class _Walk:
         """Collect `node` into `merged`. `visited` holds the fragments already spread into
         this selection (spread twice, a fragment is collected once, as graphql-core does);
         `expanding` the ones being expanded around it (a cycle is refused elsewhere)."""
+        if not node.selections:
+            raise EmptySelectionError("A selection set must select at least one field.")
         for selection in node.selections:
             if isinstance(selection, FieldNode):
                 self._field(selection, merged, depth, introspection, expanding)

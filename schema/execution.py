@@ -31,7 +31,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
     MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -40,7 +39,8 @@ from strawberry.types.graphql import OperationType
 
 from api import db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
-from schema.limits import TagTokenLimit, ValidateLimitsFirst, ValidationResults
+from schema.documents import ParseOnce, ValidationResults
+from schema.limits import TagTokenLimit, ValidateLimitsFirst
 from schema.telemetry import RequestTelemetry, record_operation
 
 log = logging.getLogger("graphgate.errors")
@@ -113,7 +113,7 @@ class MaskUnexpectedErrors(MaskErrors):
 # repeated by hand.
 _KNOWN_EXTENSIONS: frozenset[type[SchemaExtension]] = frozenset(
     {
-        ParserCache,
+        ParseOnce,
         MaxTokensLimiter,
         TagTokenLimit,
         ValidateLimitsFirst,

@@ -5,7 +5,6 @@ repeated fields and the document's size are counted on fields collected through 
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +29,8 @@ from strawberry.extensions import (
 from strawberry.schema.schema import validate_document
 
 from api.settings import Settings
-from schema.cost import CostLimits, OverLimitError, check_document
-
-TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+from schema.cost import CostLimits, EmptySelectionError, OverLimitError, check_document
+from schema.documents import TOO_COMPLEX, ValidationResults
 
 
 class _TaggingContext:
@@ -82,46 +80,10 @@ class TagTokenLimit(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         try:
             yield
-        except GraphQLSyntaxError as error:  # ParserCache raises parse errors from its own hook
+        except GraphQLSyntaxError as error:  # ParseOnce raises parse errors from its own hook
             if "tokens" in error.message:
                 error.extensions = {**(error.extensions or {}), "code": TOO_COMPLEX}
             raise
-
-
-class ValidationResults:
-    """query text -> its validation errors, least recently used out first, and for a text
-    that validated without errors its parsed document too (schema/execution.py runs it).
-
-    The schema and the rules never change, so the text decides the outcome; strawberry's
-    ValidationCache keys on the parsed document instead, and hashes every node of it on each
-    request."""
-
-    def __init__(self, maxsize: int) -> None:
-        self._entries: OrderedDict[str, tuple[tuple[GraphQLError, ...], DocumentNode | None]]
-        self._entries = OrderedDict()
-        self._maxsize = maxsize
-
-    def _entry(self, query: str) -> tuple[tuple[GraphQLError, ...], DocumentNode | None] | None:
-        entry = self._entries.get(query)
-        if entry is not None:
-            self._entries.move_to_end(query)
-        return entry
-
-    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
-        entry = self._entry(query)
-        return None if entry is None else entry[0]
-
-    def valid_document(self, query: str) -> DocumentNode | None:
-        """The document of a text that parsed and validated without errors, if known."""
-        entry = self._entry(query)
-        return None if entry is None else entry[1]
-
-    def put(
-        self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode | None
-    ) -> None:
-        self._entries[query] = (errors, None if errors else document)
-        if len(self._entries) > self._maxsize:
-            self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +107,8 @@ class Limits:
             check_document(document, self.cost)
         except OverLimitError as error:
             return (GraphQLError(str(error), extensions={"code": TOO_COMPLEX}),)
+        except EmptySelectionError as error:
+            return (GraphQLError(str(error)),)
         found = validate_document(schema, document, self.rules)
         if not found:
             found = validate_document(schema, document, rules)
