@@ -31,6 +31,7 @@ from strawberry.schema.schema import validate_document
 from api.settings import Settings
 from schema.cost import CostLimits, EmptySelectionError, OverLimitError, check_document
 from schema.documents import TOO_COMPLEX, ValidationResults
+from schema.text_input import NoControlCharactersRule
 
 
 class _TaggingContext:
@@ -171,6 +172,8 @@ def limit_extensions(
         TagTokenLimit,
         lambda: ValidateLimitsFirst(limits, results),
     ]
+    rules: list[type[ASTValidationRule]] = [NoControlCharactersRule]
     if not settings.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions.append(lambda: AddValidationRules(rules))
     return extensions
