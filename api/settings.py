@@ -78,6 +78,9 @@ class Settings:
     max_aliases: int = 30
     max_tokens: int = 2000
     max_directives: int = 5
+    max_fields: int = 600
+    max_query_bytes: int = 65_536
+    query_cache_bytes: int = 33_554_432
     execution_timeout: int = 10
     password_hash_threads: int = 2
     password_hash_queue: int = 128
@@ -354,6 +357,9 @@ def load_settings(
         max_aliases=_int(env, "MAX_ALIASES", 30, low=1),
         max_tokens=_int(env, "MAX_TOKENS", 2000, low=1),
         max_directives=_int(env, "MAX_DIRECTIVES", 5, low=0),
+        max_fields=_int(env, "MAX_FIELDS", 600, low=1),
+        max_query_bytes=_int(env, "MAX_QUERY_BYTES", 65_536, low=1),
+        query_cache_bytes=_int(env, "QUERY_CACHE_BYTES", 33_554_432, low=0),
         execution_timeout=_int(env, "EXECUTION_TIMEOUT", 10, low=1),
         password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", 2, low=1),
         password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", 128, low=0),

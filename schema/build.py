@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import strawberry
-from strawberry.extensions import ParserCache, SchemaExtension
+from strawberry.extensions import SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 
 from api.settings import Settings
 from schema.account import AccountMutation
 from schema.admin import AdminQuery
+from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
-from schema.limits import ValidationResults, limit_extensions
+from schema.limits import limit_extensions
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
 from schema.queries import Query
@@ -27,9 +28,10 @@ SUBSCRIPTIONS: tuple[type, ...] = (NoteSubscription,)
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
-    validated = ValidationResults(1024)  # query text -> errors (and document when valid)
+    # digest of a query text -> its document and validation errors, bounded in bytes
+    validated = ValidationResults(1024, settings.query_cache_bytes, settings.max_query_bytes)
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
-        lambda: ParserCache(maxsize=1024),
+        lambda: ParseOnce(validated),
         *limit_extensions(settings, validated),  # validation: limits first, cached
         MaskUnexpectedErrors,
         RequestTelemetry,

@@ -31,7 +31,6 @@ from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
     MaxTokensLimiter,
-    ParserCache,
     SchemaExtension,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -40,8 +39,10 @@ from strawberry.types.graphql import OperationType
 
 from api import db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
-from schema.limits import TagTokenLimit, ValidateLimitsFirst, ValidationResults
+from schema.documents import ParseOnce, ValidationResults
+from schema.limits import TagTokenLimit, ValidateLimitsFirst
 from schema.telemetry import RequestTelemetry, record_operation
+from schema.text_input import bad_variables
 
 log = logging.getLogger("graphgate.errors")
 _MASKED = "Internal server error."
@@ -77,6 +78,8 @@ class GraphGateExecutionContext(StrawberryGraphQLCoreExecutionContext):
     @classmethod
     def build(cls, *args: Any, **kwargs: Any) -> Any:
         built = super().build(*args, **kwargs)
+        if not isinstance(built, list):
+            return bad_variables(built.variable_values.coerced) or built
         if isinstance(built, list):
             for error in built:
                 variable = _bad_variable(error)
@@ -113,7 +116,7 @@ class MaskUnexpectedErrors(MaskErrors):
 # repeated by hand.
 _KNOWN_EXTENSIONS: frozenset[type[SchemaExtension]] = frozenset(
     {
-        ParserCache,
+        ParseOnce,
         MaxTokensLimiter,
         TagTokenLimit,
         ValidateLimitsFirst,
@@ -179,6 +182,11 @@ class GraphGateSchema(strawberry.Schema):
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
         """Run one operation; TimeoutError past EXECUTION_TIMEOUT (the view answers it)."""
+        # Subscriptions are served over WebSocket only (schema.subscribe): over HTTP their
+        # resolver would run as a plain field and fail; strawberry answers this with a 400.
+        allowed_operation_types = set(
+            allowed_operation_types or (OperationType.QUERY, OperationType.MUTATION)
+        ) - {OperationType.SUBSCRIPTION}
         operation = self._prepared_operation(query, operation_name, allowed_operation_types)
         if operation is None:  # first sight, invalid, or an error strawberry must raise
             async with asyncio.timeout(self._timeout):

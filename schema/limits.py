@@ -1,23 +1,23 @@
 """Operation limits (depth, aliases, repeated fields, tokens, directives, introspection),
-answered with QUERY_TOO_COMPLEX. strawberry's own rules do most of the counting; we tag their
-errors and run them before the other validation rules."""
+answered with QUERY_TOO_COMPLEX, checked before the other validation rules. Depth, aliases,
+repeated fields and the document's size are counted on fields collected through fragments
+(schema/cost.py); graphql-core's introspection-depth rule and our directive count are tagged."""
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     ASTValidationRule,
     DirectiveNode,
     DocumentNode,
-    FieldNode,
     GraphQLError,
+    GraphQLSchema,
     GraphQLSyntaxError,
     MaxIntrospectionDepthRule,
     NoSchemaIntrospectionCustomRule,
-    SelectionSetNode,
     ValidationContext,
     ValidationRule,
 )
@@ -26,13 +26,12 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     SchemaExtension,
 )
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.schema import validate_document
 
 from api.settings import Settings
-
-TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+from schema.cost import CostLimits, EmptySelectionError, OverLimitError, check_document
+from schema.documents import TOO_COMPLEX, ValidationResults
+from schema.text_input import NoControlCharactersRule
 
 
 class _TaggingContext:
@@ -60,20 +59,6 @@ def too_complex(rule: type[ASTValidationRule]) -> type[ASTValidationRule]:
     return Tagged
 
 
-def depth_limit_rule(max_depth: int) -> type[ASTValidationRule]:
-    """strawberry's depth rule, made to bear an unknown fragment (it looks them up unchecked)."""
-    base: Any = depth_rule(max_depth, None)
-
-    class DepthLimit(base):  # type: ignore[misc]
-        def __init__(self, context: ValidationContext) -> None:
-            try:
-                super().__init__(context)
-            except KeyError:  # an unknown fragment: KnownFragmentNamesRule reports it next
-                ASTValidationRule.__init__(self, context)
-
-    return DepthLimit
-
-
 def max_directives_rule(limit: int) -> type[ValidationRule]:
     """Refuse operations with more than `limit` directives (directive overloading)."""
 
@@ -90,81 +75,45 @@ def max_directives_rule(limit: int) -> type[ValidationRule]:
     return MaxDirectives
 
 
-def max_repeated_fields_rule(limit: int) -> type[ValidationRule]:
-    """Refuse a selection that repeats one field (response key) more than `limit` times.
-
-    Field duplication costs nothing to send, but graphql-core's overlapping-fields check is
-    quadratic in the copies: 490 copies of `me { id }` take about a second of CPU.
-    """
-
-    class MaxRepeatedFields(ValidationRule):
-        def __init__(self, context: ValidationContext) -> None:
-            super().__init__(context)
-            self.reported = False
-
-        def enter_selection_set(self, node: SelectionSetNode, *_: Any) -> None:
-            if self.reported:
-                return
-            keys = Counter(
-                (field.alias or field.name).value
-                for field in node.selections
-                if isinstance(field, FieldNode)
-            )
-            if keys and max(keys.values()) > limit:
-                self.reported = True
-                self.report_error(
-                    GraphQLError(f"A field is repeated more than {limit} times.", node)
-                )
-
-    return MaxRepeatedFields
-
-
 class TagTokenLimit(SchemaExtension):
     """The parser's token limit surfaces as a syntax error: give it the contract code."""
 
     def on_operation(self) -> Iterator[None]:
         try:
             yield
-        except GraphQLSyntaxError as error:  # ParserCache raises parse errors from its own hook
+        except GraphQLSyntaxError as error:  # ParseOnce raises parse errors from its own hook
             if "tokens" in error.message:
                 error.extensions = {**(error.extensions or {}), "code": TOO_COMPLEX}
             raise
 
 
-class ValidationResults:
-    """query text -> its validation errors, least recently used out first, and for a text
-    that validated without errors its parsed document too (schema/execution.py runs it).
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The MAX_* settings as checks: the collected-fields walk, then the limit rules."""
 
-    The schema and the rules never change, so the text decides the outcome; strawberry's
-    ValidationCache keys on the parsed document instead, and hashes every node of it on each
-    request."""
+    cost: CostLimits
+    rules: tuple[type[ASTValidationRule], ...]
 
-    def __init__(self, maxsize: int) -> None:
-        self._entries: OrderedDict[str, tuple[tuple[GraphQLError, ...], DocumentNode | None]]
-        self._entries = OrderedDict()
-        self._maxsize = maxsize
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> tuple[GraphQLError, ...]:
+        """The limits first, then (within them only) every rule in `rules`.
 
-    def _entry(self, query: str) -> tuple[tuple[GraphQLError, ...], DocumentNode | None] | None:
-        entry = self._entries.get(query)
-        if entry is not None:
-            self._entries.move_to_end(query)
-        return entry
-
-    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
-        entry = self._entry(query)
-        return None if entry is None else entry[0]
-
-    def valid_document(self, query: str) -> DocumentNode | None:
-        """The document of a text that parsed and validated without errors, if known."""
-        entry = self._entry(query)
-        return None if entry is None else entry[1]
-
-    def put(
-        self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode | None
-    ) -> None:
-        self._entries[query] = (errors, None if errors else document)
-        if len(self._entries) > self._maxsize:
-            self._entries.popitem(last=False)
+        The walk runs before any validation pass: graphql-core's visit of a document costs
+        more than the walk, and an operation over a limit should cost no more than that."""
+        try:
+            check_document(document, self.cost)
+        except OverLimitError as error:
+            return (GraphQLError(str(error), extensions={"code": TOO_COMPLEX}),)
+        except EmptySelectionError as error:
+            return (GraphQLError(str(error)),)
+        found = validate_document(schema, document, self.rules)
+        if not found:
+            found = validate_document(schema, document, rules)
+        return tuple(found)
 
 
 class ValidateLimitsFirst(SchemaExtension):
@@ -175,11 +124,9 @@ class ValidateLimitsFirst(SchemaExtension):
     graphql-core's costlier rules spend any time on it.
     """
 
-    def __init__(
-        self, rules: tuple[type[ASTValidationRule], ...], results: ValidationResults
-    ) -> None:
+    def __init__(self, limits: Limits, results: ValidationResults) -> None:
         super().__init__()
-        self._limit_rules = rules
+        self._limits = limits
         self._results = results
 
     def on_validate(self) -> Iterator[None]:
@@ -187,15 +134,28 @@ class ValidateLimitsFirst(SchemaExtension):
         errors = self._results.get(ctx.query) if ctx.query is not None else None
         if errors is None:
             assert ctx.graphql_document is not None
-            schema = ctx.schema._schema
-            found = validate_document(schema, ctx.graphql_document, self._limit_rules)
-            if not found:
-                found = validate_document(schema, ctx.graphql_document, ctx.validation_rules)
-            errors = tuple(found)
+            errors = self._limits.validate(
+                ctx.schema._schema, ctx.graphql_document, ctx.validation_rules
+            )
             if ctx.query is not None:
                 self._results.put(ctx.query, errors, ctx.graphql_document)
         ctx.pre_execution_errors = list(errors)
         yield
+
+
+def limits_for(settings: Settings) -> Limits:
+    """The MAX_* settings as checks, their errors tagged QUERY_TOO_COMPLEX."""
+    cost = CostLimits(
+        max_depth=settings.max_query_depth,
+        max_repeats=settings.max_aliases,
+        max_fields=settings.max_fields,
+        max_aliases=settings.max_aliases,
+    )
+    rules = (
+        max_directives_rule(settings.max_directives),
+        MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
+    )
+    return Limits(cost, tuple(too_complex(rule) for rule in rules))
 
 
 def limit_extensions(
@@ -206,21 +166,14 @@ def limit_extensions(
     They replace strawberry's ValidationCache (ValidateLimitsFirst is one, with a first pass);
     `results` is the schema's one cache, shared by every request.
     """
-    limit_rules = tuple(
-        too_complex(rule)
-        for rule in (
-            depth_limit_rule(settings.max_query_depth),
-            max_aliases_rule(settings.max_aliases),
-            max_repeated_fields_rule(settings.max_aliases),
-            max_directives_rule(settings.max_directives),
-            MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
-        )
-    )
+    limits = limits_for(settings)
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         TagTokenLimit,
-        lambda: ValidateLimitsFirst(limit_rules, results),
+        lambda: ValidateLimitsFirst(limits, results),
     ]
+    rules: list[type[ASTValidationRule]] = [NoControlCharactersRule]
     if not settings.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        rules.append(NoSchemaIntrospectionCustomRule)
+    extensions.append(lambda: AddValidationRules(rules))
     return extensions

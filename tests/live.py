@@ -54,6 +54,7 @@ class LiveServer:
     url: str  # http://127.0.0.1:PORT
     log_path: Path
     env: dict[str, str]
+    pid: int = 0
 
     @property
     def graphql(self) -> str:
@@ -99,7 +100,7 @@ def live_server(tmp_path: Path, *args: str, **env: str) -> Iterator[LiveServer]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    server = LiveServer(f"http://127.0.0.1:{port}", log_path, full_env)
+    server = LiveServer(f"http://127.0.0.1:{port}", log_path, full_env, proc.pid)
     try:
         _wait_until_healthy(server, proc)
         yield server

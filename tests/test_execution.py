@@ -235,8 +235,8 @@ async def test_plain_json_posts_skip_strawberrys_dispatch_and_the_rest_take_it(
 def test_an_extension_the_fast_path_does_not_know_turns_it_off() -> None:
     from strawberry.extensions import SchemaExtension
 
+    from schema.documents import ValidationResults
     from schema.execution import GraphGateSchema, MaskUnexpectedErrors
-    from schema.limits import ValidationResults
     from schema.telemetry import RequestTelemetry
 
     @strawberry.type
@@ -255,7 +255,7 @@ def test_an_extension_the_fast_path_does_not_know_turns_it_off() -> None:
             query=Query,
             extensions=list(extensions),
             hide_suggestions=True,
-            prepared=ValidationResults(8),
+            prepared=ValidationResults(8, 1 << 20, 1 << 16),
             execution_timeout=10,
         )
 

@@ -324,12 +324,12 @@ async def test_an_error_before_execution_is_masked_too(
     prod: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An exception in validation (not in a resolver) bypasses strawberry's MaskErrors."""
-    import strawberry.extensions.query_depth_limiter as depth
+    import schema.limits
 
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret detail from a validation rule")
 
-    monkeypatch.setattr(depth, "determine_depth", boom)
+    monkeypatch.setattr(schema.limits, "check_document", boom)
     _, body, _ = await prod.post("{ __typename }")
     assert code(body) == "INTERNAL_SERVER_ERROR", body
     assert body["errors"][0]["message"] == "Internal server error."

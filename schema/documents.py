@@ -1,0 +1,137 @@
+"""Documents seen before: one cache of parsed documents and their validation errors, keyed
+on a digest of the text and bounded in bytes, and the parse step that fills it.
+
+A text over MAX_QUERY_BYTES is refused with QUERY_TOO_COMPLEX before it is hashed or parsed.
+An entry is charged its text plus a fixed cost per token: a parsed document keeps every
+token (comments included, ~600 bytes each here), so 2,000 tokens hold ~1.2 MB whatever the
+text's length; the cache drops its least recently used entries past its byte budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from graphql import DocumentNode, GraphQLError, parse
+from strawberry.extensions import SchemaExtension
+
+TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+BYTES_PER_TOKEN = 600  # measured with tracemalloc: AST node + token objects per token
+
+
+def document_weight(query: str, document: DocumentNode) -> int:
+    """What keeping `document` costs in memory, roughly: its text and its tokens."""
+    tokens = 0
+    token = document.loc.start_token if document.loc is not None else None
+    while token is not None:
+        tokens += 1
+        token = token.next
+    return len(query) + BYTES_PER_TOKEN * tokens
+
+
+@dataclass(slots=True)
+class _Entry:
+    document: DocumentNode
+    weight: int
+    errors: tuple[GraphQLError, ...] | None = None  # None: not validated yet
+
+
+class ValidationResults:
+    """digest of a query text -> its parsed document and, once validated, its errors; least
+    recently used out first, past `max_entries` or `max_bytes` (see document_weight).
+
+    The schema and the rules never change, so the text decides the outcome; strawberry's
+    ValidationCache keys on the parsed document instead, and hashes every node of it on each
+    request. A text over `max_query_bytes` is never hashed nor kept."""
+
+    def __init__(self, max_entries: int, max_bytes: int, max_query_bytes: int) -> None:
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self.max_query_bytes = max_query_bytes
+        self.bytes = 0
+        self._last: tuple[str, bytes] | None = None  # parse, validate and execute ask in turn
+
+    def _key(self, query: str) -> bytes | None:
+        last = self._last
+        if last is not None and last[0] is query:
+            return last[1]
+        if len(query) > self.max_query_bytes:  # never hash what is refused anyway
+            return None
+        data = query.encode("utf-8", "surrogatepass")
+        if len(data) > self.max_query_bytes:
+            return None
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        self._last = (query, key)
+        return key
+
+    def _entry(self, query: str) -> _Entry | None:
+        key = self._key(query)
+        entry = self._entries.get(key) if key is not None else None
+        if entry is not None:
+            self._entries.move_to_end(key)  # type: ignore[arg-type]
+        return entry
+
+    def document(self, query: str) -> DocumentNode | None:
+        """The parsed document of a text seen before."""
+        entry = self._entry(query)
+        return None if entry is None else entry.document
+
+    def get(self, query: str) -> tuple[GraphQLError, ...] | None:
+        """The validation errors of a text validated before (empty: valid)."""
+        entry = self._entry(query)
+        return None if entry is None else entry.errors
+
+    def valid_document(self, query: str) -> DocumentNode | None:
+        """The document of a text that parsed and validated without errors, if known."""
+        entry = self._entry(query)
+        return entry.document if entry is not None and entry.errors == () else None
+
+    def put_document(self, query: str, document: DocumentNode) -> None:
+        """Keep a freshly parsed document (its errors come with `put`)."""
+        key = self._key(query)
+        if key is None or key in self._entries:
+            return
+        entry = _Entry(document, document_weight(query, document))
+        self._entries[key] = entry
+        self.bytes += entry.weight
+        while self._entries and (
+            len(self._entries) > self._max_entries or self.bytes > self._max_bytes
+        ):
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= dropped.weight
+
+    def put(self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode) -> None:
+        """Remember how a text validated."""
+        self.put_document(query, document)
+        entry = self._entry(query)
+        if entry is not None:
+            entry.errors = errors
+
+
+class ParseOnce(SchemaExtension):
+    """Parse a text once: a text over MAX_QUERY_BYTES is refused before parsing, a text seen
+    before reuses its document (replaces strawberry's ParserCache, which keys on the text)."""
+
+    def __init__(self, cache: ValidationResults) -> None:
+        super().__init__()
+        self._cache = cache
+
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        query = ctx.query
+        if query is not None:
+            limit = self._cache.max_query_bytes
+            if len(query) > limit or len(query.encode("utf-8", "surrogatepass")) > limit:
+                raise GraphQLError(
+                    f"The query text is longer than {limit} bytes.",
+                    extensions={"code": TOO_COMPLEX},
+                )
+            document = self._cache.document(query)
+            if document is None:
+                document = parse(query, **ctx.parse_options)
+                self._cache.put_document(query, document)
+            ctx.graphql_document = document
+        yield

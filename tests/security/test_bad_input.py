@@ -1,0 +1,65 @@
+"""The client's mistakes are answered as such (issue 13, point 6): no 500, no traceback."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.conftest import REGISTER, Api, code
+
+CONTROL = ["\x00", "\x07", "\x1b", "\x7f", "\x85"]
+
+
+async def test_a_subscription_over_http_is_a_request_error(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    status, body, _ = await api.post("subscription { noteEvents { kind } }")
+    assert status == 400, body
+    assert body.get("data") is None
+    assert code(body) != "INTERNAL_SERVER_ERROR"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize("char", CONTROL, ids=[f"U+{ord(c):04X}" for c in CONTROL])
+async def test_control_characters_in_variables_are_bad_user_input(
+    api: Api, char: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for variables, field in (
+        ({"email": f"a{char}b@example.com", "password": "correct horse"}, "email"),
+        (
+            {"email": "ok@example.com", "password": "correct horse", "displayName": f"A{char}"},
+            "displayName",
+        ),
+        ({"email": "ok@example.com", "password": "correct horse", "device": f"d{char}"}, "device"),
+    ):
+        status, body, _ = await api.post(REGISTER, variables)
+        assert status == 200, body
+        assert body.get("data") is None, body
+        (error,) = body["errors"]
+        assert error["extensions"] == {"code": "BAD_USER_INPUT", "field": field}, error
+    pair = await api.register()
+    create = "mutation($t: String!, $b: String!) { createNote(title: $t, body: $b) { id } }"
+    for variables, field in (
+        ({"t": f"x{char}", "b": "ok"}, "t"),
+        ({"t": "ok", "b": f"{char}"}, "b"),
+    ):
+        status, body, _ = await api.post(create, variables, token=pair["accessToken"])
+        assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": field}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_control_characters_in_literals_are_bad_user_input(api: Api) -> None:
+    query = (
+        'mutation { login(email: "a\\u0000b@example.com", password: "xxxxxxxx") { accessToken } }'
+    )
+    _, body, _ = await api.post(query)
+    assert body.get("data") is None, body
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "email"}
+
+
+async def test_tab_and_newlines_are_still_text(api: Api) -> None:
+    pair = await api.register()
+    create = "mutation($t: String!, $b: String!) { createNote(title: $t, body: $b) { body } }"
+    body = await api.gql(create, {"t": "a\tb", "b": "line\r\nnext"}, token=pair["accessToken"])
+    assert body["data"]["createNote"]["body"] == "line\r\nnext", body

@@ -1,0 +1,158 @@
+"""Every document an outsider sends has a bounded first-sight cost (issue 13, points 1 and 2).
+
+The limits count fields *collected* through inline and named fragments; a document over a
+limit is refused with QUERY_TOO_COMPLEX before graphql-core's quadratic overlap check runs
+(asserted by counting that rule's calls, not by timing). bench/first_sight.py measures the
+worst first-sight CPU time of documents like these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import Api, code
+from tests.live import live_server
+from tests.security.conftest import StartApi
+
+ISSUE_13 = "{ " + " ".join("... on Query { " + "me { id } " * 29 + "}" for _ in range(12)) + " }"
+TRICKS = {
+    "inline-fragments-of-repeats": ISSUE_13,
+    "named-fragments-of-repeats": " ".join(
+        f"fragment F{i} on Query {{ {'me { id } ' * 10}}}" for i in range(4)
+    )
+    + " { "
+    + " ".join(f"...F{i}" for i in range(4))
+    + " }",
+    "nested-repeats": "{ " + "me { " + "id " * 30 + "} " * 1 + "me { id } " * 29 + "}",
+    "fragment-chain-doubling": " ".join(
+        f"fragment F{i} on Query {{ ...F{i + 1} ... on Query {{ ...F{i + 1} }} }}"
+        for i in range(60)
+    )
+    + " fragment F60 on Query { me { id } } { ...F0 }",
+    "fragment-tree-doubling": " ".join(
+        f"fragment F{i} on User {{ a: id ...F{i + 1} b: id ...F{i + 1} }}" for i in range(40)
+    )
+    + " fragment F40 on User { id } { me { ...F0 } }",
+    "aliases-in-a-fragment-spread-twice": "fragment A on User { "
+    + " ".join(f"a{i}: id" for i in range(20))
+    + " } { me { ...A } x: me { ...A } }",
+    "depth-through-fragments": "fragment D on Note { owner { id } } "
+    "{ notes { edges { node { ...D } } } }",
+    "fields-budget-through-one-fragment": "fragment U on User { id email displayName roles "
+    "isActive emailVerified createdAt lastLoginAt } { "
+    + "me { ...U } " * 30
+    + "notes { edges { node { owner { ...U } } } } " * 30
+    + "}",
+}
+
+
+@pytest.fixture
+async def prod(start_api: StartApi) -> Api:
+    return await start_api(APP_ENV="production", MAX_QUERY_DEPTH="3")
+
+
+@pytest.fixture
+def overlap_calls(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Each selection set graphql-core's quadratic overlap check is run on."""
+    from graphql.validation.rules.overlapping_fields_can_be_merged import (
+        OverlappingFieldsCanBeMergedRule,
+    )
+
+    calls: list[object] = []
+    original = OverlappingFieldsCanBeMergedRule.enter_selection_set
+
+    def counting(self: Any, *args: Any) -> Any:
+        calls.append(args[0])
+        return original(self, *args)
+
+    monkeypatch.setattr(OverlappingFieldsCanBeMergedRule, "enter_selection_set", counting)
+    return calls
+
+
+@pytest.mark.parametrize("query", list(TRICKS.values()), ids=list(TRICKS))
+async def test_fragment_tricks_are_refused_before_the_costly_rules(
+    prod: Api, overlap_calls: list[object], query: str
+) -> None:
+    for comment in ("", f"# {secrets.token_hex(8)}\n"):  # a comment changes nothing
+        _, body, _ = await prod.post(comment + query)
+        assert code(body) == "QUERY_TOO_COMPLEX", body
+        assert body.get("data") is None
+        assert len(body["errors"]) == 1, body
+    assert overlap_calls == []
+
+
+async def test_fragments_within_the_limits_still_work(prod: Api) -> None:
+    pair = await prod.register()
+    query = (
+        "fragment U on User { id email } "
+        "{ me { ...U id } ... on Query { me { ...U } } x: me { ...U ...U } }"
+    )
+    body = await prod.gql(query, token=pair["accessToken"])
+    assert "errors" not in body, body
+    assert body["data"]["me"]["id"] == body["data"]["x"]["id"] == pair["user"]["id"]
+
+
+async def test_healthz_answers_while_tricks_arrive(prod: Api, overlap_calls: list[object]) -> None:
+    """The tricks never reach the costly rules, so the event loop stays free for /healthz."""
+    tricks = [prod.post(f"# {n}\n{ISSUE_13}") for n in range(40)]
+    health = prod.client.get("/healthz")
+    *answers, resp = await asyncio.gather(*tricks, health)
+    assert resp.status == 200
+    assert all(code(body) == "QUERY_TOO_COMPLEX" for _, body, _ in answers)
+    assert overlap_calls == []
+
+
+async def test_query_text_over_max_query_bytes_is_refused_before_parsing(
+    start_api: StartApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import schema.documents
+
+    api = await start_api(APP_ENV="production", MAX_QUERY_BYTES="1000")
+    parsed: list[str] = []
+    original = schema.documents.parse
+    monkeypatch.setattr(
+        schema.documents, "parse", lambda text, **kw: parsed.append(text) or original(text, **kw)
+    )
+    within = "#" + "x" * 980 + "\n{ __typename }"
+    assert (await api.gql(within))["data"] == {"__typename": "Query"}
+    over = "#" + "é" * 495 + "\n{ __typename }"  # under 1000 characters, over 1000 bytes
+    status, body, _ = await api.post(over)
+    assert code(body) == "QUERY_TOO_COMPLEX", body
+    assert body.get("data") is None
+    assert parsed == [within]
+
+
+async def test_many_large_documents_keep_memory_bounded(tmp_path: Path) -> None:
+    """Distinct ~60 KB documents of 2,000 tokens (~0.5-1.2 MB each once parsed): the cache
+    keeps at most QUERY_CACHE_BYTES of them, so RSS grows by less than that plus 40 MiB."""
+    budget_mib = 16
+
+    def rss_mib(pid: int) -> float:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    env = {"QUERY_CACHE_BYTES": str(budget_mib << 20)}
+    with live_server(tmp_path, **env) as server:
+        async with aiohttp.ClientSession() as session:
+
+            async def send(n: int) -> None:
+                comments = "".join(f"#{n:06d}{secrets.token_hex(12)}\n" for _ in range(1990))
+                body = {"query": comments + "{ __typename }"}
+                async with session.post(server.graphql, json=body) as resp:
+                    assert resp.status == 200, await resp.text()
+
+            for n in range(10):
+                await send(n)
+            before = rss_mib(server.pid)
+            for n in range(10, 210):
+                await send(n)
+            grown = rss_mib(server.pid) - before
+    assert grown < budget_mib + 40, f"RSS grew by {grown:.0f} MiB"
