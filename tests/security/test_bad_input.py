@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
+from typing import Any
 
 import pytest
 
 from tests.conftest import REGISTER, Api, code
+from tests.live import live_server
 
 CONTROL = ["\x00", "\x07", "\x1b", "\x7f", "\x85"]
 
@@ -63,3 +67,26 @@ async def test_tab_and_newlines_are_still_text(api: Api) -> None:
     create = "mutation($t: String!, $b: String!) { createNote(title: $t, body: $b) { body } }"
     body = await api.gql(create, {"t": "a\tb", "b": "line\r\nnext"}, token=pair["accessToken"])
     assert body["data"]["createNote"]["body"] == "line\r\nnext", body
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Name: 1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n",
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n",
+    ],
+    ids=["header-name", "header-too-long", "content-length"],
+)
+def test_a_malformed_request_logs_one_warning_and_no_traceback(tmp_path: Any, raw: bytes) -> None:
+    """The client's fault: a 400, and at most one WARNING line - never aiohttp's traceback."""
+    with live_server(tmp_path) as server:
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(raw)
+            answer = sock.recv(200)
+        assert answer.split(b"\r\n", 1)[0].endswith(b" 400 Bad Request"), answer
+        time.sleep(0.3)  # let the server write its log line
+        log = server.log()
+    assert "Traceback" not in log and " ERROR " not in log, log
+    assert log.count("malformed HTTP request refused") == 1, log
