@@ -41,6 +41,9 @@ _UNAVAILABLE = (
     # class 57: statement_timeout, admin/crash shutdown, starting up, database dropped...
     asyncpg.OperatorInterventionError,
     asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full, memory
+    # class 40: a deadlock or serialisation failure rolled the transaction back; nothing was
+    # written, and the same request may succeed a moment later.
+    asyncpg.TransactionRollbackError,
 )
 
 
@@ -210,4 +213,7 @@ async def locked(model: type[M], pk: object, conn: BaseDBAsyncClient) -> M | Non
     """Read a row inside an `atomic()` block, locked until it ends (FOR UPDATE on PostgreSQL;
     SQLite's block already holds the write lock): what is read here cannot change before
     the block commits."""
-    return await model.filter(pk=pk).select_for_update().using_db(conn).first()
+    # FOR NO KEY UPDATE: the lock an UPDATE of non-key columns takes. It does not block the
+    # foreign-key checks of rows inserted elsewhere (an audit event, a session for this
+    # user), so a logout writing its audit row never deadlocks with an account change.
+    return await model.filter(pk=pk).select_for_update(no_key=True).using_db(conn).first()

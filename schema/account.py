@@ -66,7 +66,7 @@ class AccountMutation:
     async def change_email(self, info: Info, new_email: str, password: str | None = None) -> bool:
         ctx = info.context
         await ctx.services.lifecycle.request_email_change(
-            await ctx.current_user(), new_email, password, _claims(info).auth_time, ctx.client
+            await ctx.current_user(), new_email, password, _claims(info), ctx.client
         )
         return True
 
@@ -89,7 +89,7 @@ class AccountMutation:
     async def delete_account(self, info: Info, password: str | None = None) -> bool:
         ctx = info.context
         await ctx.services.deletion.delete(
-            await ctx.current_user(), password, _claims(info).auth_time, ctx.client
+            await ctx.current_user(), password, _claims(info), ctx.client
         )
         cookies.clear(info)
         return True

@@ -104,7 +104,7 @@ class Mutation:
         claims = _claims(info)
         ctx = info.context
         pair = await ctx.services.accounts.change_password(
-            claims.sub, claims.sid, current_password, new_password, ctx.client
+            claims, current_password, new_password, ctx.client
         )
         return cookies.deliver(info, pair)
 
@@ -118,7 +118,7 @@ class Mutation:
     ) -> UserType:
         ctx = info.context
         user = await ctx.services.accounts.set_roles(
-            _claims(info).sub,
+            _claims(info),
             parse_id(str(user_id)),
             roles,
             ctx.services.settings.roles,
@@ -134,6 +134,6 @@ class Mutation:
     async def set_user_active(self, info: Info, user_id: strawberry.ID, active: bool) -> UserType:
         ctx = info.context
         user = await ctx.services.accounts.set_active(
-            _claims(info).sub, parse_id(str(user_id)), active, ctx.client
+            _claims(info), parse_id(str(user_id)), active, ctx.client
         )
         return UserType.from_row(user)

@@ -16,12 +16,14 @@ from api.auth.fresh import FreshAuth, signed_in_from
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
 from api.auth.sessions import ClientInfo, IssuedPair, SessionService
+from api.auth.tokens import AccessClaims
 from api.clock import Clock, to_datetime
 from api.db import atomic, locked
 from api.errors import (
     AccountDisabledError,
     BadUserInputError,
     EmailTakenError,
+    ForbiddenError,
     InvalidCredentialsError,
     NotFoundError,
     RateLimitedError,
@@ -38,7 +40,7 @@ def normalise_email(raw: str, field: str = "email") -> str:
     The reserved `.invalid` top-level domain (RFC 2606) receives no mail anywhere; refusing it
     also keeps the tombstones of deleted accounts (api/auth/deletion.py) unregistrable."""
     email = raw.strip().lower()
-    if not is_plain_address(email) or email.endswith(".invalid"):
+    if not is_plain_address(email) or email.rstrip(".").endswith(".invalid"):
         raise BadUserInputError(field, f"'{field}' must be an email address.")
     return email
 
@@ -235,11 +237,11 @@ class AccountService:
         return pair
 
     async def change_password(
-        self, user_id: object, sid: str, current: str, new: str, client: ClientInfo
+        self, caller: AccessClaims, current: str, new: str, client: ClientInfo
     ) -> IssuedPair:
         """Check the current password, store the new one, end every other session."""
         check_password(new, "newPassword")
-        user = await User.get_or_none(id=user_id)
+        user = await User.get_or_none(id=caller.sub)
         if user is None:
             raise NotFoundError()
         await self._fresh.check(
@@ -252,25 +254,32 @@ class AccountService:
         )
         new_hash = await self._hasher.hash(new)
         async with atomic() as conn:  # new password and ended sessions commit together
-            # Compare-and-set on the hash that was checked: a reset or another change that
-            # committed meanwhile wins, and this request proves nothing any more.
-            updated = (
-                await User.filter(id=user.id, password_hash=user.password_hash, is_active=True)
-                .using_db(conn)
-                .update(password_hash=new_hash, updated_at=to_datetime(self._clock()))
-            )
-            if not updated:
-                raise InvalidCredentialsError("The current password is wrong.")
+            # Re-checked on the locked row: a reset, a change or a sign-out that committed
+            # meanwhile wins, and this request proves nothing any more. The row read here
+            # (roles included) is what the renewed tokens carry.
+            user = await self._sessions.lock_caller(caller, conn, proved_hash=user.password_hash)
             user.password_hash = new_hash
+            user.updated_at = to_datetime(self._clock())
+            await user.save(update_fields=["password_hash", "updated_at"], using_db=conn)
             await self._audit.record(
                 "password_changed", user_id=user.id, ip=client.ip, using_db=conn
             )
             await self._actions.retire(user.id, using_db=conn)  # links mailed before: dead
             await self._sessions.end_all(
-                user.id, reason="password_changed", client=client, keep=sid, using_db=conn
+                user.id, reason="password_changed", client=client, keep=caller.sid, using_db=conn
             )
-            sign = await self._sessions.renew(user, sid, using_db=conn)
+            sign = await self._sessions.renew(user, caller.sid, using_db=conn)
         return await sign()
+
+    async def _lock_admin(self, actor: AccessClaims, conn: BaseDBAsyncClient) -> uuid.UUID:
+        """Serialise changes to who is an admin, then re-check the acting admin under lock:
+        one deactivated, demoted or signed out meanwhile acts no more (FORBIDDEN /
+        TOKEN_REVOKED), even with requests already queued behind the lock."""
+        await lock_admin_changes(conn)
+        me = await self._sessions.lock_caller(actor, conn)
+        if "admin" not in me.roles:
+            raise ForbiddenError()
+        return me.id
 
     async def sign_out_everywhere(self, user_id: object, client: ClientInfo) -> int:
         """logoutAll: every session ends and every pending mailed link is retired (someone
@@ -285,11 +294,12 @@ class AccountService:
             )
 
     async def set_active(
-        self, actor_id: object, user_id: uuid.UUID | None, active: bool, client: ClientInfo
+        self, actor: AccessClaims, user_id: uuid.UUID | None, active: bool, client: ClientInfo
     ) -> User:
         """Admin: (de)activate a user; deactivating ends every session at once."""
         async with atomic() as conn:
-            user = None if user_id is None else await lock_for_admin_change(user_id, conn)
+            actor_id = await self._lock_admin(actor, conn)
+            user = None if user_id is None else await locked(User, user_id, conn)
             if user is None:
                 raise NotFoundError()
             if not active:
@@ -309,7 +319,7 @@ class AccountService:
 
     async def set_roles(
         self,
-        actor_id: object,
+        actor: AccessClaims,
         user_id: uuid.UUID | None,
         roles: list[str],
         known_roles: tuple[str, ...],
@@ -321,7 +331,8 @@ class AccountService:
             raise BadUserInputError("roles", f"Unknown role(s): {', '.join(unknown)}.")
         wanted = sorted(set(roles), key=roles.index)
         async with atomic() as conn:
-            user = None if user_id is None else await lock_for_admin_change(user_id, conn)
+            actor_id = await self._lock_admin(actor, conn)
+            user = None if user_id is None else await locked(User, user_id, conn)
             if user is None:
                 raise NotFoundError()
             if "admin" not in wanted:
@@ -345,15 +356,16 @@ class AccountService:
 _ADMIN_CHANGES_LOCK = 0x67726170
 
 
-async def lock_for_admin_change(user_id: object, conn: BaseDBAsyncClient) -> User | None:
-    """Lock and read the user row for a change that may touch the set of active admins.
+async def lock_admin_changes(conn: BaseDBAsyncClient) -> None:
+    """Take the lock of changes that may touch the set of active admins (first thing in the
+    transaction; SQLite's transaction already holds the database's write lock).
 
-    Such changes lock several admins' rows (`_keep_an_admin`); taking one transaction-scoped
-    advisory lock first serialises them, so two never wait on each other's rows (no
-    deadlock), while sign-ins and refreshes, which lock one row, do not wait for it."""
+    Such changes lock several users' rows (the actor's, the target's, every admin's in
+    `_keep_an_admin`); one transaction-scoped advisory lock taken first serialises them, so
+    two never wait on each other's rows (no deadlock), while sign-ins and refreshes, which
+    lock one row, do not wait for it."""
     if conn.capabilities.dialect == "postgres":
         await conn.execute_query("SELECT pg_advisory_xact_lock($1)", [_ADMIN_CHANGES_LOCK])
-    return await locked(User, user_id, conn)
 
 
 async def _keep_an_admin(user: User, field: str, message: str, conn: BaseDBAsyncClient) -> None:
@@ -366,7 +378,7 @@ async def _keep_an_admin(user: User, field: str, message: str, conn: BaseDBAsync
     locked = (
         await User.filter(id__in=ids, is_active=True)
         .order_by("id")
-        .select_for_update()
+        .select_for_update(no_key=True)  # as `locked`: no conflict with foreign-key checks
         .using_db(conn)
     )
     if not any("admin" in u.roles and u.id != user.id for u in locked):

@@ -22,13 +22,14 @@ from tortoise import Tortoise, fields
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
 
-from api.auth.accounts import _keep_an_admin, lock_for_admin_change
+from api.auth.accounts import _keep_an_admin, lock_admin_changes
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth
 from api.auth.sessions import ClientInfo, SessionService
+from api.auth.tokens import AccessClaims
 from api.clock import Clock, to_datetime
 from api.db import atomic
-from api.errors import BadUserInputError, ForbiddenError, TokenRevokedError
+from api.errors import BadUserInputError, ForbiddenError
 from api.models import Session, User
 
 UNUSABLE_PASSWORD_HASH = "!"  # matches no password: passlib identifies no scheme in it
@@ -68,15 +69,15 @@ class AccountDeletion:
         self._clock = clock
 
     async def delete(
-        self, user: User, password: str | None, auth_time: int, client: ClientInfo
+        self, user: User, password: str | None, caller: AccessClaims, client: ClientInfo
     ) -> None:
         """Erase the user's data (see the module's policy); needs a fresh sign-in or password."""
-        await self._fresh.confirm(user, password, auth_time, client)
+        proved = await self._fresh.confirm(user, password, caller.auth_time, client)
         async with atomic() as conn:
-            current = await lock_for_admin_change(user.id, conn)
-            if current is None or not current.is_active:  # deactivated or deleted meanwhile
-                raise TokenRevokedError()
-            user = current
+            await lock_admin_changes(conn)
+            # A reset or password change that committed meanwhile ended this session (or
+            # changed the password checked above): then this request deletes nothing.
+            user = await self._sessions.lock_caller(caller, conn, proved_hash=proved)
             message = "The last admin cannot delete their account: make another admin first."
             try:  # the same row-locked count that guards demotion and deactivation
                 await _keep_an_admin(user, "password", message, conn)

@@ -45,16 +45,19 @@ class FreshAuth:
 
     async def confirm(
         self, user: User, password: str | None, auth_time: int, client: ClientInfo
-    ) -> None:
-        """Accept a correct password, or else a fresh sign-in.
+    ) -> str | None:
+        """Accept a correct password, or else a fresh sign-in; returns the stored hash the
+        password was checked against (None for a fresh sign-in), for the caller to re-check
+        under lock (`SessionService.lock_caller`).
 
         A wrong password is INVALID_CREDENTIALS and counts as a failed login for the email
         (RATE_LIMIT_PER_EMAIL): a stolen token cannot be used to guess the password.
         """
         if password is None:
             self.require(auth_time)
-            return
+            return None
         await self.check(user, password, client, "password_confirm_failed")
+        return user.password_hash
 
     async def check(
         self,

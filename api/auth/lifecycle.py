@@ -27,6 +27,7 @@ from api.auth.fresh import FreshAuth
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
 from api.auth.sessions import ClientInfo, SessionService
+from api.auth.tokens import AccessClaims
 from api.clock import Clock, to_datetime
 from api.db import atomic, locked
 from api.errors import BadUserInputError, EmailTakenError, InvalidTokenError
@@ -118,7 +119,12 @@ class AccountLifecycle:
         async with atomic() as conn:
             # Read and locked in the transaction that issues the link: an address changed
             # meanwhile gets no link for the account it no longer names.
-            user = await User.filter(email=address).select_for_update().using_db(conn).first()
+            user = (
+                await User.filter(email=address)
+                .select_for_update(no_key=True)
+                .using_db(conn)
+                .first()
+            )
             if user is None or not user.is_active:
                 # Recorded too: someone probing for accounts shows in the audit trail.
                 await self._audit.record(
@@ -161,19 +167,21 @@ class AccountLifecycle:
         user: User,
         new_email: str,
         password: str | None,
-        auth_time: int,
+        caller: AccessClaims,
         client: ClientInfo,
     ) -> None:
         """Mail a confirmation link to the new address; the change applies when it is used."""
         address = normalise_email(new_email, "newEmail")
-        await self._fresh.confirm(user, password, auth_time, client)
+        proved = await self._fresh.confirm(user, password, caller.auth_time, client)
         if address == user.email:
             raise BadUserInputError("newEmail", "This is already the account's address.")
         await self._limiter.hit_email(address, "change_email")
         if await User.filter(email=address).exists():
             raise EmailTakenError()
         async with atomic() as conn:
-            current = await _live_user(user.id, conn)
+            # Under the lock: a reset, password change or sign-out that committed since this
+            # request was authorised wins (its retired links must not be re-issued here).
+            current = await self._sessions.lock_caller(caller, conn, proved_hash=proved)
             token = await self._tokens.issue(
                 user.id, "change_email", new_email=address, using_db=conn
             )

@@ -186,7 +186,10 @@ class RateLimiter:
 
     async def _release(self, storage: Storage, counter: str) -> None:
         try:  # incr with -1: the Redis storage has no decr
-            await storage.incr(counter, RESERVATION_TTL, amount=-1)
+            if await storage.incr(counter, RESERVATION_TTL, amount=-1) < 0:
+                # The counter expired under checks still running: their give-backs must not
+                # leave credit that would let later checks through uncounted.
+                await storage.clear(counter)
         except StorageError:
             self._set_redis(False)  # the counter expires on its own
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from api.auth.audit import AuditLog
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import ENDED, RevocationList
-from api.auth.tokens import TokenService, hash_jti, new_jti
+from api.auth.tokens import AccessClaims, TokenService, hash_jti, new_jti
 from api.clock import Clock, to_datetime
 from api.db import after_commit, atomic, locked
 from api.errors import (
+    InvalidCredentialsError,
     InvalidTokenError,
     RefreshTokenReusedError,
+    ServiceUnavailableError,
     SessionExpiredError,
     TokenExpiredError,
     TokenRevokedError,
@@ -31,6 +34,10 @@ from api.errors import (
 from api.metrics import Metrics
 from api.models import Session, User
 from api.settings import Settings
+
+# Each cut-off is at least one second past the previous one; a token issued after a few in a
+# row waits for its `iat` (see _pair). Past this many seconds the client retries instead.
+MAX_SIGNING_WAIT = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +118,10 @@ class SessionService:
         # for every verifier, JWT_LEEWAY=0 included.
         access_iat = max(iat, session.access_not_before)
         early = access_iat - self._clock()
+        if early > MAX_SIGNING_WAIT:  # many cut-offs in a row: come back in a moment
+            raise ServiceUnavailableError("This session was just changed; retry in a moment.")
         if early > 0:
-            await asyncio.sleep(min(early, 1.0))
+            await asyncio.sleep(early)
         access, access_exp = self._tokens.issue_access(
             sub=str(user.id), sid=sid, roles=user.roles, auth_time=session.auth_time, iat=access_iat
         )
@@ -291,10 +300,11 @@ class SessionService:
         if session is None or session.ended_at is not None:
             raise TokenRevokedError()
         exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
+        not_before = _next_cut(session.access_not_before, iat)
         changes = {
             "current_jti_hash": hash_jti(jti),
             "previous_jti_hash": None,
-            "access_not_before": iat + 1,
+            "access_not_before": not_before,
             "auth_time": iat,
             "last_used_at": to_datetime(iat),
             "expires_at": to_datetime(exp),
@@ -302,10 +312,10 @@ class SessionService:
         updated = (
             await Session.filter(id=key, ended_at__isnull=True).using_db(using_db).update(**changes)
         )
-        if updated != 1:
+        if not updated:  # (SQLite's count includes the revocation feed trigger's row)
             raise TokenRevokedError()
         session.update_from_dict(changes)
-        await after_commit(lambda: self._announce([sid], iat + 1, None))
+        await after_commit(lambda: self._announce([sid], not_before, None))
         return lambda: self._pair(user, session, jti, iat, exp)
 
     async def cut_access(self, user_id: object, *, using_db: BaseDBAsyncClient) -> None:
@@ -313,11 +323,42 @@ class SessionService:
 
         Runs in the caller's transaction, after it locked the user's row (so no rotation of
         these sessions is half-way: it waits for this change, or finished before it)."""
-        not_before = int(self._clock()) + 1
-        query = Session.filter(user_id=user_id, ended_at__isnull=True).using_db(using_db)
-        sids = [str(sid) for sid in await query.values_list("id", flat=True)]
-        await Session.filter(id__in=sids).using_db(using_db).update(access_not_before=not_before)
-        await after_commit(lambda: self._announce(sids, not_before, None))
+        now = int(self._clock())
+        live = Session.filter(user_id=user_id, ended_at__isnull=True).using_db(using_db)
+        cuts: dict[int, list[str]] = {}
+        for sid, previous in await live.values_list("id", "access_not_before"):
+            cuts.setdefault(_next_cut(previous, now), []).append(str(sid))
+        for not_before, sids in cuts.items():
+            await (
+                Session.filter(id__in=sids).using_db(using_db).update(access_not_before=not_before)
+            )
+        for not_before, sids in cuts.items():
+            await after_commit(functools.partial(self._announce, sids, not_before, None))
+
+    async def lock_caller(
+        self, claims: AccessClaims, conn: BaseDBAsyncClient, proved_hash: str | None = None
+    ) -> User:
+        """Lock the signed-in caller's user row and check, under that lock, that what
+        authorised the request still holds: the account is active, the token's session is
+        live and its access tokens not cut off since this one was issued, and (with
+        `proved_hash`) the password checked for this request is still the account's.
+
+        The bearer check ran when the request arrived; a reset, a password change or a
+        deactivation may have committed since. Whatever commits first wins, never a mix."""
+        user = await locked(User, claims.sub, conn)
+        if user is None or not user.is_active:
+            raise TokenRevokedError()
+        live = (
+            await Session.filter(id=claims.sid, user_id=user.id, ended_at__isnull=True)
+            .filter(access_not_before__lte=claims.iat)
+            .using_db(conn)
+            .exists()
+        )
+        if not live:
+            raise TokenRevokedError()
+        if proved_hash is not None and user.password_hash != proved_hash:
+            raise InvalidCredentialsError("The password is wrong.")
+        return user
 
     async def live(self, user_id: object) -> list[Session]:
         """The user's sessions that can still be refreshed, newest first."""
@@ -346,6 +387,13 @@ class SessionService:
 async def _nested(conn: BaseDBAsyncClient) -> AsyncIterator[BaseDBAsyncClient]:
     """Run inside the caller's transaction."""
     yield conn
+
+
+def _next_cut(previous: int, now: int) -> int:
+    """The cut-off after `previous`: past every token issued so far. Tokens are issued with
+    an `iat` of at most max(previous cut-off, now), so a new cut-off at `now + 1` alone would
+    let a token issued after an earlier cut-off in this same second pass."""
+    return max(previous + 1, now + 1)
 
 
 def _uuid(value: str) -> uuid.UUID | None:
