@@ -86,3 +86,43 @@ def test_contract_lists_every_error_code() -> None:
     section = CONTRACT.read_text(encoding="utf-8").split("## Errors", 1)[1]
     documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, re.MULTILINE))
     assert documented == codes
+
+
+# Built from pieces so that this file does not match itself.
+_OUTSIDE = re.compile(
+    "|".join(
+        [
+            r"\.\./shared/",
+            r"\bshared/" + "API\\.md",
+            "/wo" + "rk/",
+            "/ro" + "ot/",
+            r"\bissues? " + r"#?\d+",
+        ]
+    ),
+    re.IGNORECASE,
+)
+_THIRD_PARTY = ("api/static/graphiql/vendor/", "package-lock.json")
+
+
+def test_no_committed_file_points_outside_the_repository() -> None:
+    """No link to files beside the checkout, no machine path, no tracker number."""
+    import subprocess
+
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    found = []
+    for name in listed.stdout.splitlines():
+        path = ROOT / name
+        if name.endswith(_THIRD_PARTY) or name.startswith(_THIRD_PARTY) or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if _OUTSIDE.search(line):
+                found.append(f"{name}:{number}: {line.strip()[:100]}")
+    assert found == []
