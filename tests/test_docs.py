@@ -126,3 +126,51 @@ def test_no_committed_file_points_outside_the_repository() -> None:
             if _OUTSIDE.search(line):
                 found.append(f"{name}:{number}: {line.strip()[:100]}")
     assert found == []
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces become hyphens."""
+    anchors = set()
+    fenced = False
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def _links(markdown: str) -> list[str]:
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.MULTILINE | re.DOTALL)
+    return re.findall(r"\]\(([^)\s]+)\)", text)
+
+
+def test_links_between_the_docs_resolve() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in _links(page.read_text(encoding="utf-8")):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            name, _, anchor = target.partition("#")
+            path = (page.parent / name).resolve() if name else page
+            if not path.exists():
+                broken.append(f"{page.name}: {target}")
+            elif (
+                anchor
+                and path.suffix == ".md"
+                and anchor not in _anchors(path.read_text(encoding="utf-8"))
+            ):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_extending_guide_shows_the_guards_the_code_has() -> None:
+    from schema.guards import guard_table
+
+    page = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
+    shown = page.split("## The guards table", 1)[1].split("```", 2)[1].strip("\n")
+    assert shown == guard_table(Settings()), (
+        "docs/extending.md's guards table differs from the schema; paste `python -m api guards`"
+    )
