@@ -1,4 +1,5 @@
-"""The command line: serve, migrate, create-user, keys generate, guards, sessions prune."""
+"""The command line: serve, migrate, create-user, keys generate, guards, sessions prune,
+and the generated documents (schema, settings-table)."""
 
 from __future__ import annotations
 
@@ -79,13 +80,38 @@ def _parser() -> argparse.ArgumentParser:
     sessions_p = sub.add_parser("sessions", help="session maintenance")
     sessions_sub = sessions_p.add_subparsers(dest="sessions_command", required=True)
     sessions_sub.add_parser("prune", help="delete sessions that ended or expired")
+    sub.add_parser("schema", help="print the GraphQL schema (SDL) that schema.graphql holds")
+    table_p = sub.add_parser("settings-table", help="print the Markdown table of every setting")
+    table_p.add_argument("--write", metavar="FILE", help="replace the generated table in FILE")
     return parser
+
+
+def _documents(args: argparse.Namespace) -> int | None:
+    """The generated documents; they read no environment, so a broken .env cannot change them."""
+    if args.command == "schema":
+        from schema.sdl import schema_sdl
+
+        print(schema_sdl())
+        return 0
+    if args.command == "settings-table":
+        from api.settings_doc import settings_table, write_table
+
+        if args.write:
+            changed = write_table(Path(args.write))
+            print(f"{args.write}: {'updated' if changed else 'already up to date'}")
+        else:
+            print(settings_table())
+        return 0
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from api.server import setup_logging
 
     args = _parser().parse_args(argv)
+    documents = _documents(args)
+    if documents is not None:
+        return documents
     setup_logging()
     try:
         settings = load_settings()

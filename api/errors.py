@@ -1,4 +1,4 @@
-"""One AppError base; each subclass carries its contract code (shared/API.md, Errors).
+"""One AppError base; each subclass carries its contract code (docs/API.md, Errors).
 
 graphql-core copies an original error's `extensions` onto the GraphQL error, so raising
 one of these anywhere under a resolver gives the client `extensions.code`.

@@ -30,7 +30,7 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Every setting of the contract (shared/API.md, Configuration), typed."""
+    """Every setting of the contract (docs/API.md, Configuration), typed."""
 
     app_env: str = "development"
     database_url: str = "sqlite://data/graphgate.sqlite3"

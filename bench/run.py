@@ -477,7 +477,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         bench = Bench(args, servers, workdir)
         bench.report["setup"] = {
             **machine(),
-            "app": f"{args.app_root} @ {git_revision(args.app_root)}",
+            "app": git_revision(args.app_root),  # the commit only: no machine path
             "load": f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s, {args.rounds} interleaved rounds",
             "pinning": f"servers on CPU {args.server_cpu}, wrk + this script on CPU {args.load_cpu}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

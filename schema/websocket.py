@@ -1,6 +1,6 @@
 """Subscriptions over graphql-transport-ws, authenticated in `connection_init`.
 
-Close codes (shared/API.md, HTTP endpoints):
+Close codes (docs/API.md, HTTP endpoints):
 - 4403 + contract code (UNAUTHENTICATED, INVALID_TOKEN, TOKEN_EXPIRED, TOKEN_REVOKED) when
   the `connection_init` payload has no good `Authorization: Bearer <access token>`;
 - 4401 + TOKEN_EXPIRED / TOKEN_REVOKED when the token of an open socket expires or its

@@ -3,7 +3,7 @@
 Uses Debian's `chromium` driven by Playwright for Python (no `playwright install`: the
 browser is the system one, given by path). Skipped, with the reason, when either is missing.
 The screenshot lands in artifacts/graphiql-signin.png; with UPDATE_DOCS_SCREENSHOT=1 it also
-replaces docs/graphiql-signin.png, the one the README shows.
+replaces docs/graphiql-signin.png, the one docs/ecosystem.md shows.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Memory of a worker (issue 5): the start-up heap frozen once, big buffers given back."""
+"""Memory of a worker: the start-up heap frozen once, big buffers given back."""
 
 from __future__ import annotations
 

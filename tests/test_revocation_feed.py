@@ -1,4 +1,4 @@
-"""Without Redis, every worker learns of a revocation whose commit was slow (issue 12, point 5).
+"""Without Redis, every worker learns of a revocation whose commit was slow.
 
 The session's `ended_at` is taken before its transaction commits. A feed that polled by that
 timestamp with a short overlap skipped, for good, a logout whose commit took longer than the

@@ -1,6 +1,6 @@
 """Brute-force limits with the `limits` library: per client IP and per normalised email.
 
-Policy (README, Security):
+Policy (docs/security.md, Rate limits):
 - every call of login, register, refresh and requestPasswordReset, and every password check
   of a signed-in user (changePassword, changeEmail, deleteAccount, fresh sign-in), counts
   against the caller's IP (RATE_LIMIT_PER_IP), inside the resolver, so aliased copies in one

@@ -1,4 +1,4 @@
-"""Issuing and verifying access and refresh tokens (shared/API.md, Tokens).
+"""Issuing and verifying access and refresh tokens (docs/API.md, Tokens).
 
 Every PyJWT error becomes one domain error here, raised `from` the original.
 """

@@ -1,4 +1,4 @@
-"""The client's mistakes are answered as such (issue 13, point 6): no 500, no traceback."""
+"""The client's mistakes are answered as such: no 500, no traceback."""
 
 from __future__ import annotations
 

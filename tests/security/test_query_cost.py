@@ -1,4 +1,4 @@
-"""Every document an outsider sends has a bounded first-sight cost (issue 13, points 1 and 2).
+"""Every document an outsider sends has a bounded first-sight cost.
 
 The limits count fields *collected* through inline and named fragments; a document over a
 limit is refused with QUERY_TOO_COMPLEX before graphql-core's quadratic overlap check runs
