@@ -18,7 +18,7 @@ from api.auth.tokens import AccessClaims
 from api.clock import FrozenClock
 from api.errors import TokenRevokedError
 from api.models import ActionToken, User
-from tests.conftest import Api, code
+from tests.conftest import ME, Api, code
 from tests.security.conftest import StartApi
 from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin
 
@@ -115,3 +115,33 @@ async def test_a_deactivated_admin_acts_no_more_with_requests_already_authorised
             queued, victim["user"]["id"], ["user", "admin"], ("user", "admin"), CLIENT
         )
     assert (await User.get(id=victim["user"]["id"])).roles == ["user"]
+
+
+async def test_role_changes_in_a_row_do_not_pile_up_cut_offs(start_api: StartApi) -> None:
+    clock = FrozenClock()  # ten role changes within one second, no token issued between
+    api = await start_api(clock=clock)
+    root = await make_admin(api)
+    ada = await api.register(password=OLD)
+    uid = ada["user"]["id"]
+    for n in range(10):
+        roles = ["user", "admin"] if n % 2 == 0 else ["user"]
+        assert code(await api.gql(SET_ROLES, {"u": uid, "r": roles}, root["accessToken"])) is None
+    assert code(await api.gql(ME, token=ada["accessToken"])) == "TOKEN_REVOKED"
+    body = await api.refresh(ada["refreshToken"])  # waits a second at most, then works
+    assert "errors" not in body, body
+    assert code(await api.gql(ME, token=body["data"]["refresh"]["accessToken"])) is None
+
+
+async def test_a_sign_out_everywhere_authorised_before_a_password_change_does_nothing(
+    api: Api,
+) -> None:
+    owner, thief = await thief_and_owner(api)
+    stolen = claims_of(api, thief["accessToken"])
+    body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
+    kept = body["data"]["changePassword"]
+    services = api.app[SERVICES_KEY]
+    with pytest.raises(TokenRevokedError):
+        await services.accounts.sign_out_everywhere(stolen, CLIENT)
+    with pytest.raises(TokenRevokedError):
+        await services.sessions.revoke_own(stolen, claims_of(api, kept["accessToken"]).sid, CLIENT)
+    assert code(await api.gql(ME, token=kept["accessToken"])) is None  # the owner stays in
