@@ -8,6 +8,7 @@ import time
 from tests.conftest import LOGIN, Api, code
 
 ATTEMPTS = 15
+ROUNDS = 3
 
 
 async def _timed_login(api: Api, email: str, password: str) -> float:
@@ -18,18 +19,31 @@ async def _timed_login(api: Api, email: str, password: str) -> float:
     return elapsed
 
 
+async def _medians(api: Api, round_: int) -> tuple[float, float]:
+    unknown: list[float] = []
+    wrong: list[float] = []
+    for n in range(ATTEMPTS):  # interleaved, so drift on the machine hits both alike
+        guess = f"guess {round_}-{n}"
+        unknown.append(await _timed_login(api, f"nobody{round_}-{n}@example.com", guess))
+        wrong.append(await _timed_login(api, "ada@example.com", guess))
+    return statistics.median(unknown), statistics.median(wrong)
+
+
 async def test_unknown_email_and_wrong_password_take_the_same_time(api: Api) -> None:
     await api.register()
     for n in range(3):  # warm up: first-use costs (pools, caches) are not what we compare
         await _timed_login(api, "ada@example.com", f"warm-up {n}")
         await _timed_login(api, f"warm{n}@example.com", f"warm-up {n}")
-    unknown: list[float] = []
-    wrong: list[float] = []
-    for n in range(ATTEMPTS):  # interleaved, so drift on the machine hits both alike
-        unknown.append(await _timed_login(api, f"nobody{n}@example.com", f"guess number {n}"))
-        wrong.append(await _timed_login(api, "ada@example.com", f"guess number {n}"))
-    a, b = statistics.median(unknown), statistics.median(wrong)
-    print(f"login medians: unknown email {a * 1000:.1f} ms, wrong password {b * 1000:.1f} ms")
-    assert abs(a - b) / max(a, b) <= 0.20, f"unknown {a * 1000:.1f} ms vs wrong {b * 1000:.1f} ms"
-    # A password check really ran on both paths (a no-op would be far faster than argon2id).
-    assert min(a, b) > 0.005, (a, b)
+    # On a loaded machine (CI beside other jobs) one round's medians can drift apart by
+    # chance; a real difference (a path that skips the hash) shows in every round.
+    seen = []
+    for round_ in range(ROUNDS):
+        a, b = await _medians(api, round_)
+        seen.append(f"unknown {a * 1000:.1f} ms vs wrong {b * 1000:.1f} ms")
+        # A password check really ran on both paths (a no-op is far faster than argon2id).
+        assert min(a, b) > 0.005, (a, b)
+        if abs(a - b) / max(a, b) <= 0.20:
+            break
+    else:
+        raise AssertionError("medians differ by over 20% in every round: " + "; ".join(seen))
+    print("login medians:", seen[-1])
