@@ -37,7 +37,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from api import db
+from api.db import connection as db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
 from schema.documents import ParseOnce, ValidationResults
 from schema.limits import TagTokenLimit, ValidateLimitsFirst

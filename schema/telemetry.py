@@ -1,6 +1,6 @@
 """Tells the request's telemetry which operation ran, for whom, and how it ended.
 
-The HTTP middleware (api/telemetry.py) times and logs the request; this part, which sees the
+The HTTP middleware (api/web/telemetry.py) times and logs the request; this part, which sees the
 parsed document, fills in the operation name and type, the verified user id, and counts
 RATE_LIMITED answers, whichever limiter gave them. Operations that run on strawberry's full
 pipeline report through the RequestTelemetry extension, prepared ones (schema/execution.py)
@@ -16,7 +16,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from api.logs import current_scope
+from api.infra.logs import current_scope
 
 _NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")  # a GraphQL Name, bounded: safe to log
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncGenerator, Callable
 import pytest
 import strawberry
 
-from api.app import create_app
 from api.settings import Settings
+from api.web.app import create_app
 from schema import build
 from schema.guards import UnguardedFieldError, guard_table
 from schema.permissions import IsAuthenticated, guard

@@ -39,10 +39,10 @@ from redis.exceptions import RedisError
 from tortoise.connection import get_connection
 
 from api.clock import Clock, to_datetime
-from api.db import is_unavailable
+from api.db.connection import is_unavailable
+from api.db.models import Session
 from api.errors import ServiceUnavailableError
-from api.models import Session
-from api.pubsub import cancel_all, follow_channel
+from api.infra.pubsub import cancel_all, follow_channel
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api.pubsub import cancel_all, follow_channel
+from api.infra.pubsub import cancel_all, follow_channel
 
 log = logging.getLogger(__name__)
 

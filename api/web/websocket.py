@@ -28,8 +28,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
-from api.auth.tokens import AccessClaims
 from api.errors import AppError, InvalidTokenError, UnauthenticatedError
+from api.identity import AccessClaims
 
 if TYPE_CHECKING:
     from schema.context import Context

@@ -8,17 +8,13 @@ at a fresh folder before the workers start; each worker then writes its samples 
 from __future__ import annotations
 
 import atexit
-import hmac
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
 
-from aiohttp import web
-from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -107,25 +103,6 @@ class Metrics:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path=folder)  # type: ignore[no-untyped-call]
         return merged
-
-
-def metrics_handler(metrics: Metrics, token: str | None) -> Handler:
-    """The /metrics endpoint; with a token, scrapers must send `Authorization: Bearer <token>`."""
-    serve = make_aiohttp_handler(metrics.exposition_registry())
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if token:
-            sent = request.headers.get("Authorization", "")
-            # Constant-time: the comparison must not reveal how much of the token matched.
-            if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-                return web.Response(
-                    status=401,
-                    text="401: metrics need a bearer token\n",
-                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
-                )
-        return await serve(request)
-
-    return handler
 
 
 def share_metrics_between_workers() -> str:
