@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(generate_key(alg, folder))
             return 0
         if command == "guards":
-            from schema.guards import guard_table
+            from schema.sdl import guard_table
 
             print(guard_table(settings))
             return 0

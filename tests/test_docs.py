@@ -167,7 +167,7 @@ def test_links_between_the_docs_resolve() -> None:
 
 
 def test_extending_guide_shows_the_guards_the_code_has() -> None:
-    from schema.guards import guard_table
+    from schema.sdl import guard_table
 
     page = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
     shown = page.split("## The guards table", 1)[1].split("```", 2)[1].strip("\n")
