@@ -9,7 +9,6 @@ call record_operation directly.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,8 +16,7 @@ from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
 from api.infra.logs import current_scope
-
-_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")  # a GraphQL Name, bounded: safe to log
+from api.infra.metrics import is_operation_name
 
 
 def record_operation(
@@ -28,7 +26,7 @@ def record_operation(
     scope = current_scope()
     if scope is None:
         return
-    scope.operation = name if name and _NAME.match(name) else None
+    scope.operation = name if name and is_operation_name(name) else None
     scope.operation_type = operation_type
     viewer = getattr(context, "viewer", None)
     scope.user_id = getattr(viewer, "user_id", None)

@@ -19,15 +19,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from api.addresses import SmtpUrl, parse_smtp_url
 from api.infra.mail import (
     ConsoleBackend,
     Mail,
     Mailer,
     MemoryBackend,
     SmtpBackend,
-    SmtpUrl,
     backend_for,
-    parse_smtp_url,
 )
 from api.settings import SettingsError, load_settings
 from api.web.appkeys import SERVICES_KEY

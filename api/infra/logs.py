@@ -114,3 +114,24 @@ def configure_logging(log_format: str = "text", level: int = logging.INFO) -> No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+class ModeLog:
+    """A Redis-backed part's mode (Redis answers, or a local fallback), each change logged
+    once: INFO when Redis is back, WARNING when it is lost; no line per failed attempt."""
+
+    def __init__(
+        self, logger: logging.Logger, up: str, down: str, *, last: bool | None = None
+    ) -> None:
+        self._logger, self._up, self._down = logger, up, down
+        self._last = last  # None: the first mode seen is logged too
+
+    def note(self, up: bool) -> None:
+        """Record the current mode; log it when it differs from the last one logged."""
+        if up == self._last:
+            return
+        self._last = up
+        if up:
+            self._logger.info(self._up)
+        else:
+            self._logger.warning(self._down)

@@ -27,6 +27,7 @@ from typing import Protocol
 import aiosmtplib
 
 from api.addresses import parse_smtp_url
+from api.infra.tasks import cancel_all
 
 log = logging.getLogger("graphgate.mail")
 
@@ -227,8 +228,4 @@ class Mailer:
                     self._queue.qsize(),
                     drain_timeout,
                 )
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)

@@ -20,6 +20,13 @@ from prometheus_client.multiprocess import MultiProcessCollector
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_NAMES = 200  # distinct operation names kept as labels; the rest are "other"
 _OPERATION_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
+
+
+def is_operation_name(name: str) -> bool:
+    """A GraphQL Name of at most 64 characters: safe to log and to use as a label."""
+    return _OPERATION_NAME.match(name) is not None
+
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -78,7 +85,7 @@ class Metrics:
         """A bounded label for a client-chosen operation name (labels must not grow forever)."""
         if not name:
             return "anonymous"
-        if not _OPERATION_NAME.match(name):
+        if not is_operation_name(name):
             return "invalid"
         if name in self._operation_names:
             return name

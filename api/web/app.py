@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -13,6 +12,7 @@ from aiohttp import web
 
 from api.clock import Clock, system_clock
 from api.db import connection as db
+from api.infra.tasks import cancel_all
 from api.services import Services
 from api.settings import Settings
 from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
@@ -80,9 +80,7 @@ async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[LOOP_LAG_KEY].watch())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_all([task])
 
 
 _heap_frozen = False
