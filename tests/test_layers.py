@@ -82,3 +82,22 @@ def test_every_module_is_in_a_layer() -> None:
         and not any(module == name or module.startswith(name + ".") for name in named)
     )
     assert outside == [], f"add these to a layer in [tool.importlinter]: {outside}"
+
+
+def test_readme_layout_names_every_module() -> None:
+    """The README's layout tree is the map: each module and package appears in it."""
+    readme = (ROOT / "README.md").read_text()
+    tree = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    missing = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("api", "schema")
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts and path.name != "__init__.py" and path.name not in tree
+    )
+    folders = sorted(
+        str(path.relative_to(ROOT))
+        for package in ("api", "schema")
+        for path in (ROOT / package).rglob("__init__.py")
+        if "migrations" not in path.parts and f"{path.parent.name}/" not in tree
+    )
+    assert missing == [] and folders == [], f"add to README.md's layout: {missing + folders}"
