@@ -18,7 +18,9 @@ class AccountMutation:
     )
     async def request_email_verification(self, info: Info) -> bool:
         ctx = info.context
-        await ctx.services.lifecycle.request_verification(await ctx.current_user(), ctx.client)
+        await ctx.services.lifecycle.request_verification(
+            await ctx.current_user(), info.context.claims, ctx.client
+        )
         return True
 
     @strawberry.mutation(

@@ -66,7 +66,7 @@ class Mutation:
     async def logout_all(self, info: Info) -> int:
         claims = info.context.claims
         ctx = info.context
-        return await ctx.services.accounts.sign_out_everywhere(claims.sub, ctx.client)
+        return await ctx.services.accounts.sign_out_everywhere(claims, ctx.client)
 
     @strawberry.mutation(
         extensions=guard(IsAuthenticated),
@@ -75,16 +75,8 @@ class Mutation:
     async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
         claims = info.context.claims
         ctx = info.context
-        session = await ctx.services.sessions.find_live(claims.sub, str(id))
-        if session is None:
+        if not await ctx.services.sessions.revoke_own(claims, str(id), ctx.client):
             raise NotFoundError("No such session.")
-        await ctx.services.sessions.end(
-            [session.id],
-            reason="revoked",
-            client=ctx.client,
-            kind="session_revoked",
-            user_id=claims.sub,
-        )
         return True
 
     @strawberry.mutation(

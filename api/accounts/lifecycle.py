@@ -61,13 +61,15 @@ class AccountLifecycle:
         self._limiter = limiter
         self._clock = clock
 
-    async def request_verification(self, user: User, client: ClientInfo) -> None:
+    async def request_verification(
+        self, user: User, caller: AccessClaims, client: ClientInfo
+    ) -> None:
         """Mail a verification link to the user's address (nothing to do if verified)."""
         if user.email_verified:
             return
         await self._limiter.hit_email(user.email, "verify_email")
         async with atomic() as conn:
-            current = await _live_user(user.id, conn)  # the address as it is now
+            current = await self._sessions.lock_caller(caller, conn)  # the address as it is now
             if current.email_verified:
                 return
             token = await self._tokens.issue(user.id, "verify_email", using_db=conn)

@@ -273,13 +273,14 @@ class AccountService:
             raise ForbiddenError()
         return me.id
 
-    async def sign_out_everywhere(self, user_id: object, client: ClientInfo) -> int:
+    async def sign_out_everywhere(self, caller: AccessClaims, client: ClientInfo) -> int:
         """logoutAll: every session ends and every pending mailed link is retired (someone
-        who could sign in may have parked an email change); returns the sessions ended."""
+        who could sign in may have parked an email change); returns the sessions ended.
+
+        A caller whose session ended meanwhile (a thief just locked out by the owner's
+        password change) signs nobody out: TOKEN_REVOKED."""
         async with atomic() as conn:
-            user = await locked(User, user_id, conn)
-            if user is None:
-                return 0
+            user = await self._sessions.lock_caller(caller, conn)
             await self._actions.retire(user.id, using_db=conn)
             return await self._sessions.end_all(
                 user.id, reason="logout_all", client=client, kind="logout_all", using_db=conn

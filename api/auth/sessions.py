@@ -99,6 +99,7 @@ class SessionService:
             max_expires_at=to_datetime(max_exp),
             auth_time=iat,
             current_jti_hash=hash_jti(jti),
+            latest_access_iat=iat,
             using_db=using_db,
         )
         return await self._pair(user, session, jti, iat, exp)
@@ -189,6 +190,11 @@ class SessionService:
             user = await locked(User, session.user_id, conn)
             if user is None or not user.is_active:
                 raise TokenRevokedError()
+            # Cut-offs need the user row's lock too: what is read here holds until commit.
+            current = await Session.get(id=session.id, using_db=conn)
+            access_iat = max(iat, current.access_not_before)
+            if access_iat - now > MAX_SIGNING_WAIT:  # refused before the token is spent
+                raise ServiceUnavailableError("This session was just changed; retry in a moment.")
             updated = (
                 await Session.filter(
                     id=session.id, current_jti_hash=expected_hash, ended_at__isnull=True
@@ -200,11 +206,11 @@ class SessionService:
                     rotated_at=to_datetime(now),
                     last_used_at=to_datetime(now),
                     expires_at=to_datetime(exp),
+                    latest_access_iat=max(current.latest_access_iat, access_iat),
                 )
             )
-            if updated != 1:
+            if not updated:
                 return None
-            current = await Session.get(id=session.id, using_db=conn)  # cut-offs made meanwhile
             await self._audit.record(
                 "refresh", user_id=session.user_id, ip=client.ip, using_db=conn
             )
@@ -293,11 +299,12 @@ class SessionService:
         if session is None or session.ended_at is not None:
             raise TokenRevokedError()
         exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
-        not_before = _next_cut(session.access_not_before, iat)
+        not_before = _next_cut(session.access_not_before, session.latest_access_iat, iat)
         changes = {
             "current_jti_hash": hash_jti(jti),
             "previous_jti_hash": None,
             "access_not_before": not_before,
+            "latest_access_iat": max(session.latest_access_iat, not_before),
             "auth_time": iat,
             "last_used_at": to_datetime(iat),
             "expires_at": to_datetime(exp),
@@ -319,8 +326,9 @@ class SessionService:
         now = int(self._clock())
         live = Session.filter(user_id=user_id, ended_at__isnull=True).using_db(using_db)
         cuts: dict[int, list[str]] = {}
-        for sid, previous in await live.values_list("id", "access_not_before"):
-            cuts.setdefault(_next_cut(previous, now), []).append(str(sid))
+        rows = await live.values_list("id", "access_not_before", "latest_access_iat")
+        for sid, previous, latest in rows:
+            cuts.setdefault(_next_cut(previous, latest, now), []).append(str(sid))
         for not_before, sids in cuts.items():
             await (
                 Session.filter(id__in=sids).using_db(using_db).update(access_not_before=not_before)
@@ -353,6 +361,29 @@ class SessionService:
             raise InvalidCredentialsError("The password is wrong.")
         return user
 
+    async def revoke_own(self, caller: AccessClaims, sid: str, client: ClientInfo) -> bool:
+        """revokeSession: end one of the caller's own live sessions; False for any other id.
+        The caller is re-checked under lock (a session ended meanwhile revokes nothing)."""
+        key = parse_id(sid)
+        async with atomic() as conn:
+            user = await self.lock_caller(caller, conn)
+            if (
+                key is None
+                or not await Session.filter(id=key, user_id=user.id, ended_at__isnull=True)
+                .using_db(conn)
+                .exists()
+            ):
+                return False
+            await self.end(
+                [key],
+                reason="revoked",
+                client=client,
+                kind="session_revoked",
+                user_id=user.id,
+                using_db=conn,
+            )
+        return True
+
     async def live(self, user_id: object) -> list[Session]:
         """The user's sessions that can still be refreshed, newest first."""
         now = to_datetime(self._clock())
@@ -361,12 +392,6 @@ class SessionService:
             .filter(max_expires_at__gt=now)
             .order_by("-created_at")
         )
-
-    async def find_live(self, user_id: object, sid: str) -> Session | None:
-        key = parse_id(sid)
-        if key is None:
-            return None
-        return await Session.get_or_none(id=key, user_id=user_id, ended_at__isnull=True)
 
     async def prune(self) -> int:
         """Delete sessions that ended or expired long enough ago that no token of theirs lives."""
@@ -382,11 +407,12 @@ async def _nested(conn: BaseDBAsyncClient) -> AsyncIterator[BaseDBAsyncClient]:
     yield conn
 
 
-def _next_cut(previous: int, now: int) -> int:
-    """The cut-off after `previous`: past every token issued so far. Tokens are issued with
-    an `iat` of at most max(previous cut-off, now), so a new cut-off at `now + 1` alone would
-    let a token issued after an earlier cut-off in this same second pass."""
-    return max(previous + 1, now + 1)
+def _next_cut(previous: int, latest_iat: int, now: int) -> int:
+    """The cut-off that refuses every access token issued so far: past the newest one's
+    `iat` and past the clock (a token issued earlier this second has `iat == now`), and never
+    below the previous cut-off. Cut-offs in a row with no token issued between them stay at
+    `now + 1`: nothing piles up for the next token to wait for."""
+    return max(previous, latest_iat + 1, now + 1)
 
 
 __all__ = ["ENDED", "IssuedPair", "SessionService"]

@@ -54,6 +54,10 @@ class Session(Model):
     rotated_at = fields.DatetimeField(null=True)
     # Access tokens of this session with `iat` before this second are refused.
     access_not_before = fields.BigIntField(default=0)
+    # The `iat` of the newest access token issued for this session: a new cut-off goes one
+    # second past it (and past the clock), so cut-offs in a row pile up only when tokens
+    # were issued between them.
+    latest_access_iat = fields.BigIntField(default=0, db_default=0)
     ended_at = fields.DatetimeField(null=True)
     end_reason = fields.CharField(max_length=32, null=True)
 

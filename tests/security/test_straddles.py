@@ -17,7 +17,7 @@ from api.db.models import ActionToken, User
 from api.errors import TokenRevokedError
 from api.identity import AccessClaims, ClientInfo
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import Api, code
+from tests.conftest import ME, Api, code
 from tests.security.conftest import StartApi
 from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin
 
@@ -30,7 +30,7 @@ CLIENT = ClientInfo(ip="203.0.113.7")
 
 def claims_of(api: Api, token: str) -> AccessClaims:
     """What the bearer check verified when the thief's request arrived."""
-    return api.app[SERVICES_KEY].tokens.verify_access(token)
+    return api.web.app[SERVICES_KEY].tokens.verify_access(token)
 
 
 async def thief_and_owner(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -45,7 +45,7 @@ async def test_an_email_change_authorised_before_a_password_change_is_refused(ap
     user = await User.get(id=owner["user"]["id"])  # as the thief's request read it
     body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
     assert "errors" not in body, body
-    services = api.app[SERVICES_KEY]
+    services = api.web.app[SERVICES_KEY]
     with pytest.raises(TokenRevokedError):
         await services.lifecycle.request_email_change(user, "eve@example.net", OLD, stolen, CLIENT)
     assert not await ActionToken.filter(user_id=user.id, purpose="change_email").exists()
@@ -58,7 +58,7 @@ async def test_a_deletion_authorised_before_a_password_change_deletes_nothing(ap
     body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
     assert "errors" not in body, body
     with pytest.raises(TokenRevokedError):
-        await api.app[SERVICES_KEY].deletion.delete(user, OLD, stolen, CLIENT)
+        await api.web.app[SERVICES_KEY].deletion.delete(user, OLD, stolen, CLIENT)
     assert (await User.get(id=user.id)).is_active
     await api.login(password=NEW)  # the owner still signs in
 
@@ -71,7 +71,7 @@ async def test_a_password_change_of_a_demoted_admin_carries_the_new_roles(api: A
     ada = await api.login(password=OLD)  # an admin token
     demote = {"u": ada["user"]["id"], "r": ["user"]}
     assert code(await api.gql(SET_ROLES, demote, token=root["accessToken"])) is None
-    services = api.app[SERVICES_KEY]
+    services = api.web.app[SERVICES_KEY]
     claims = claims_of(api, ada["accessToken"])  # verified before the demotion committed
     with pytest.raises(TokenRevokedError):  # its access tokens were cut by the demotion
         await services.accounts.change_password(claims, OLD, NEW, CLIENT)
@@ -107,10 +107,40 @@ async def test_a_deactivated_admin_acts_no_more_with_requests_already_authorised
     queued = claims_of(api, eve["accessToken"])  # her request, authorised, waits its turn
     off = {"u": uid, "a": False}
     assert code(await api.gql(SET_ACTIVE, off, token=root["accessToken"])) is None
-    services = api.app[SERVICES_KEY]
+    services = api.web.app[SERVICES_KEY]
     victim = await api.register(email="victim@example.com", password=OLD)
     with pytest.raises(TokenRevokedError):
         await services.accounts.set_roles(
             queued, victim["user"]["id"], ["user", "admin"], ("user", "admin"), CLIENT
         )
     assert (await User.get(id=victim["user"]["id"])).roles == ["user"]
+
+
+async def test_role_changes_in_a_row_do_not_pile_up_cut_offs(start_api: StartApi) -> None:
+    clock = FrozenClock()  # ten role changes within one second, no token issued between
+    api = await start_api(clock=clock)
+    root = await make_admin(api)
+    ada = await api.register(password=OLD)
+    uid = ada["user"]["id"]
+    for n in range(10):
+        roles = ["user", "admin"] if n % 2 == 0 else ["user"]
+        assert code(await api.gql(SET_ROLES, {"u": uid, "r": roles}, root["accessToken"])) is None
+    assert code(await api.gql(ME, token=ada["accessToken"])) == "TOKEN_REVOKED"
+    body = await api.refresh(ada["refreshToken"])  # waits a second at most, then works
+    assert "errors" not in body, body
+    assert code(await api.gql(ME, token=body["data"]["refresh"]["accessToken"])) is None
+
+
+async def test_a_sign_out_everywhere_authorised_before_a_password_change_does_nothing(
+    api: Api,
+) -> None:
+    owner, thief = await thief_and_owner(api)
+    stolen = claims_of(api, thief["accessToken"])
+    body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
+    kept = body["data"]["changePassword"]
+    services = api.web.app[SERVICES_KEY]
+    with pytest.raises(TokenRevokedError):
+        await services.accounts.sign_out_everywhere(stolen, CLIENT)
+    with pytest.raises(TokenRevokedError):
+        await services.sessions.revoke_own(stolen, claims_of(api, kept["accessToken"]).sid, CLIENT)
+    assert code(await api.gql(ME, token=kept["accessToken"])) is None  # the owner stays in
