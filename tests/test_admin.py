@@ -135,7 +135,7 @@ async def test_audit_events_default_page_is_fifty(api: Api) -> None:
     admin = await make_admin(api)
     from api.web.appkeys import SERVICES_KEY
 
-    audit = api.web.app[SERVICES_KEY].audit
+    audit = api.app[SERVICES_KEY].audit
     for _ in range(55):
         await audit.record("test_event", ip="10.0.0.1")
     page = (await api.gql(AUDIT, token=admin["accessToken"]))["data"]["auditEvents"]

@@ -30,7 +30,7 @@ CLIENT = ClientInfo(ip="203.0.113.7")
 
 def claims_of(api: Api, token: str) -> AccessClaims:
     """What the bearer check verified when the thief's request arrived."""
-    return api.web.app[SERVICES_KEY].tokens.verify_access(token)
+    return api.app[SERVICES_KEY].tokens.verify_access(token)
 
 
 async def thief_and_owner(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -45,7 +45,7 @@ async def test_an_email_change_authorised_before_a_password_change_is_refused(ap
     user = await User.get(id=owner["user"]["id"])  # as the thief's request read it
     body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
     assert "errors" not in body, body
-    services = api.web.app[SERVICES_KEY]
+    services = api.app[SERVICES_KEY]
     with pytest.raises(TokenRevokedError):
         await services.lifecycle.request_email_change(user, "eve@example.net", OLD, stolen, CLIENT)
     assert not await ActionToken.filter(user_id=user.id, purpose="change_email").exists()
@@ -58,7 +58,7 @@ async def test_a_deletion_authorised_before_a_password_change_deletes_nothing(ap
     body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
     assert "errors" not in body, body
     with pytest.raises(TokenRevokedError):
-        await api.web.app[SERVICES_KEY].deletion.delete(user, OLD, stolen, CLIENT)
+        await api.app[SERVICES_KEY].deletion.delete(user, OLD, stolen, CLIENT)
     assert (await User.get(id=user.id)).is_active
     await api.login(password=NEW)  # the owner still signs in
 
@@ -71,7 +71,7 @@ async def test_a_password_change_of_a_demoted_admin_carries_the_new_roles(api: A
     ada = await api.login(password=OLD)  # an admin token
     demote = {"u": ada["user"]["id"], "r": ["user"]}
     assert code(await api.gql(SET_ROLES, demote, token=root["accessToken"])) is None
-    services = api.web.app[SERVICES_KEY]
+    services = api.app[SERVICES_KEY]
     claims = claims_of(api, ada["accessToken"])  # verified before the demotion committed
     with pytest.raises(TokenRevokedError):  # its access tokens were cut by the demotion
         await services.accounts.change_password(claims, OLD, NEW, CLIENT)
@@ -107,7 +107,7 @@ async def test_a_deactivated_admin_acts_no_more_with_requests_already_authorised
     queued = claims_of(api, eve["accessToken"])  # her request, authorised, waits its turn
     off = {"u": uid, "a": False}
     assert code(await api.gql(SET_ACTIVE, off, token=root["accessToken"])) is None
-    services = api.web.app[SERVICES_KEY]
+    services = api.app[SERVICES_KEY]
     victim = await api.register(email="victim@example.com", password=OLD)
     with pytest.raises(TokenRevokedError):
         await services.accounts.set_roles(
@@ -138,7 +138,7 @@ async def test_a_sign_out_everywhere_authorised_before_a_password_change_does_no
     stolen = claims_of(api, thief["accessToken"])
     body = await api.gql(CHANGE_PASSWORD, {"c": OLD, "n": NEW}, token=owner["accessToken"])
     kept = body["data"]["changePassword"]
-    services = api.web.app[SERVICES_KEY]
+    services = api.app[SERVICES_KEY]
     with pytest.raises(TokenRevokedError):
         await services.accounts.sign_out_everywhere(stolen, CLIENT)
     with pytest.raises(TokenRevokedError):
