@@ -20,6 +20,10 @@ class AppError(Exception):
         super().__init__(self.message)
         self.extensions: dict[str, Any] = {"code": self.code, **extensions}
 
+    def response_body(self) -> dict[str, Any]:
+        """The GraphQL response of a request refused before execution (no `data`)."""
+        return {"errors": [{"message": self.message, "extensions": self.extensions}]}
+
 
 class UnauthenticatedError(AppError):
     code = "UNAUTHENTICATED"

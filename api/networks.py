@@ -1,7 +1,7 @@
 """IP addresses and networks as the edge sees them: trusted proxies and rate-limit buckets.
 
 Pure functions (no aiohttp, no auth): settings validate TRUSTED_PROXIES with them, the client
-IP is read with them (api/clients.py), and the per-IP rate limit keys its counters with them.
+IP is read with them (api/web/clients.py), and the per-IP rate limit keys its counters with them.
 """
 
 from __future__ import annotations

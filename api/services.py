@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from api.auth.accounts import AccountService
-from api.auth.actions import ActionTokens
+from api.accounts.actions import ActionTokens
+from api.accounts.deletion import AccountDeletion
+from api.accounts.emails import AccountMails
+from api.accounts.lifecycle import AccountLifecycle
+from api.accounts.service import AccountService
 from api.auth.audit import AuditLog
 from api.auth.bearer import BearerAuthenticator
-from api.auth.deletion import AccountDeletion
-from api.auth.emails import AccountMails
 from api.auth.fresh import FreshAuth
 from api.auth.keys import KeyRing
-from api.auth.lifecycle import AccountLifecycle
 from api.auth.passwords import PasswordHasher
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import RevocationList
 from api.auth.sessions import SessionService
 from api.auth.tokens import TokenService
 from api.clock import Clock
-from api.directory import Directory
-from api.events import EventBus
-from api.mail import Mailer, backend_for
-from api.metrics import Metrics
-from api.notes import NoteService
+from api.infra.events import EventBus
+from api.infra.mail import Mailer, backend_for
+from api.infra.metrics import Metrics
+from api.resources.directory import Directory
+from api.resources.notes import NoteService
 from api.settings import Settings
 
 

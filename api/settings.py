@@ -277,7 +277,7 @@ def load_settings(
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
     if mail_url.startswith(("smtp://", "smtps://")):
-        from api.mail import parse_smtp_url
+        from api.addresses import parse_smtp_url
 
         try:
             parse_smtp_url(mail_url)

@@ -54,7 +54,7 @@ def _patch() -> None:
 _patch()
 
 if __name__ == "__main__":
-    from api.__main__ import main
+    from api.cli import main
 
     print("launch_no_revocation: the revocation check is OFF (benchmark only)", file=sys.stderr)
     sys.exit(main(sys.argv[1:]))

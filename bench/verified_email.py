@@ -24,10 +24,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from strawberry.permission import BasePermission
 
-from api import db
-from api.app import create_app
+from api.db import connection as db
 from api.errors import UnauthenticatedError
 from api.settings import load_settings
+from api.web.app import create_app
 from schema.permissions import IsAuthenticated
 
 ENV = {
@@ -114,7 +114,7 @@ async def main(requests: int, rounds: int) -> None:
                     folder, f"{variant}{round_}", REQUIRE_VERIFIED_EMAIL=on
                 )
                 if variant == "on":
-                    from api.models import User
+                    from api.db.models import User
 
                     await User.all().update(email_verified=True)
                 # The baseline: IsAuthenticated without the verification branch (as before it).

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
-from api.auth.tokens import AccessClaims
-from schema import cookies
 from schema.context import Info
 from schema.permissions import IsSignedIn, Public, guard
 from schema.types import UserType
-
-
-def _claims(info: Info) -> AccessClaims:
-    claims = info.context.viewer.claims
-    assert claims is not None  # guaranteed by the field's guard
-    return claims
 
 
 @strawberry.type
@@ -27,7 +19,7 @@ class AccountMutation:
     async def request_email_verification(self, info: Info) -> bool:
         ctx = info.context
         await ctx.services.lifecycle.request_verification(
-            await ctx.current_user(), _claims(info), ctx.client
+            await ctx.current_user(), info.context.claims, ctx.client
         )
         return True
 
@@ -68,7 +60,7 @@ class AccountMutation:
     async def change_email(self, info: Info, new_email: str, password: str | None = None) -> bool:
         ctx = info.context
         await ctx.services.lifecycle.request_email_change(
-            await ctx.current_user(), new_email, password, _claims(info), ctx.client
+            await ctx.current_user(), new_email, password, info.context.claims, ctx.client
         )
         return True
 
@@ -91,7 +83,7 @@ class AccountMutation:
     async def delete_account(self, info: Info, password: str | None = None) -> bool:
         ctx = info.context
         await ctx.services.deletion.delete(
-            await ctx.current_user(), password, _claims(info), ctx.client
+            await ctx.current_user(), password, info.context.claims, ctx.client
         )
-        cookies.clear(info)
+        info.context.transport.clear()
         return True

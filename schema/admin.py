@@ -1,5 +1,5 @@
 """Looking people up: `user(id)` for oneself or an admin; the admin's lists of users and
-audit events. Decisions live in api/directory.py."""
+audit events. Decisions live in api/resources/directory.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 
 import strawberry
 
-from api.models import AuditEvent
+from api.db.models import AuditEvent
 from schema.context import Info
 from schema.pagination import Connection
 from schema.permissions import HasRole, IsAuthenticated, guard

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from graphql import DocumentNode, GraphQLError, parse
 from strawberry.extensions import SchemaExtension
 
-TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+from api.errors import QueryTooComplexError
+
+TOO_COMPLEX = QueryTooComplexError.code
 BYTES_PER_TOKEN = 600  # measured with tracemalloc: AST node + token objects per token
 
 

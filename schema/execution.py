@@ -37,7 +37,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from api import db
+from api.db import connection as db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
 from schema.documents import ParseOnce, ValidationResults
 from schema.limits import TagTokenLimit, ValidateLimitsFirst
@@ -66,7 +66,7 @@ def _masked(original: BaseException | None) -> tuple[str, dict[str, Any]]:
     """The message and extensions a client sees instead of an unexpected exception."""
     if original is not None and db.is_unavailable(original):
         return ServiceUnavailableError.default_message, {"code": ServiceUnavailableError.code}
-    return _MASKED, {"code": "INTERNAL_SERVER_ERROR"}
+    return _MASKED, {"code": AppError.code}
 
 
 class GraphGateExecutionContext(StrawberryGraphQLCoreExecutionContext):

@@ -6,8 +6,6 @@ import strawberry
 from strawberry.permission import PermissionExtension
 from strawberry.types.base import StrawberryObjectDefinition
 
-from api.settings import Settings
-
 
 class UnguardedFieldError(Exception):
     """A root field has no permission class: the app refuses to start."""
@@ -40,13 +38,3 @@ def check_guards(schema: strawberry.Schema) -> None:
                 f"{root}.{field} has no guard: add extensions=guard(IsAuthenticated) "
                 "(or guard(Public) if anyone may call it)"
             )
-
-
-def guard_table(settings: Settings) -> str:
-    from schema.build import build_schema
-
-    rows = root_guards(build_schema(settings))
-    width = max(len(f"{root}.{field}") for root, field, _ in rows)
-    return "\n".join(
-        f"{f'{root}.{field}':<{width}}  {guards or 'NONE'}" for root, field, guards in rows
-    )

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import strawberry
 
-from api.auth.accounts import parse_id
 from api.errors import NotFoundError
-from schema import cookies
+from api.identity import parse_id
 from schema.context import Info
 from schema.permissions import FreshLogin, HasRole, IsAuthenticated, IsSignedIn, Public, guard
 from schema.types import TokenPair, UserType
-
-
-def _claims(info: Info):  # type: ignore[no-untyped-def]
-    claims = info.context.viewer.claims
-    assert claims is not None  # guaranteed by the field's guard
-    return claims
 
 
 @strawberry.type
@@ -35,7 +28,7 @@ class Mutation:
         pair = await ctx.services.accounts.register(
             email, password, display_name=display_name, device=device, client=ctx.client
         )
-        return cookies.deliver(info, pair)
+        return TokenPair.delivered(pair, info.context.transport)
 
     @strawberry.mutation(extensions=guard(Public), description="Sign in: a new session.")
     async def login(
@@ -43,7 +36,7 @@ class Mutation:
     ) -> TokenPair:
         ctx = info.context
         pair = await ctx.services.accounts.login(email, password, device=device, client=ctx.client)
-        return cookies.deliver(info, pair)
+        return TokenPair.delivered(pair, info.context.transport)
 
     @strawberry.mutation(
         extensions=guard(Public),
@@ -51,18 +44,18 @@ class Mutation:
     )
     async def refresh(self, info: Info, refresh_token: str | None = None) -> TokenPair:
         ctx = info.context
-        token = cookies.refresh_token(info, refresh_token)
+        token = info.context.transport.refresh_token(refresh_token)
         pair = await ctx.services.sessions.rotate(token, ctx.client)
-        return cookies.deliver(info, pair)
+        return TokenPair.delivered(pair, info.context.transport)
 
     @strawberry.mutation(extensions=guard(IsSignedIn), description="End the current session.")
     async def logout(self, info: Info) -> bool:
-        claims = _claims(info)
+        claims = info.context.claims
         ctx = info.context
         await ctx.services.sessions.end(
             [claims.sid], reason="logout", client=ctx.client, kind="logout", user_id=claims.sub
         )
-        cookies.clear(info)
+        info.context.transport.clear()
         return True
 
     @strawberry.mutation(
@@ -71,7 +64,7 @@ class Mutation:
         "(an email change, a verification); returns how many sessions were ended.",
     )
     async def logout_all(self, info: Info) -> int:
-        claims = _claims(info)
+        claims = info.context.claims
         ctx = info.context
         return await ctx.services.accounts.sign_out_everywhere(claims, ctx.client)
 
@@ -80,7 +73,7 @@ class Mutation:
         description="End one of your own sessions; any other id is NOT_FOUND.",
     )
     async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
-        claims = _claims(info)
+        claims = info.context.claims
         ctx = info.context
         if not await ctx.services.sessions.revoke_own(claims, str(id), ctx.client):
             raise NotFoundError("No such session.")
@@ -93,12 +86,12 @@ class Mutation:
     async def change_password(
         self, info: Info, current_password: str, new_password: str
     ) -> TokenPair:
-        claims = _claims(info)
+        claims = info.context.claims
         ctx = info.context
         pair = await ctx.services.accounts.change_password(
             claims, current_password, new_password, ctx.client
         )
-        return cookies.deliver(info, pair)
+        return TokenPair.delivered(pair, info.context.transport)
 
     @strawberry.mutation(
         extensions=guard(HasRole("admin"), FreshLogin),
@@ -110,7 +103,7 @@ class Mutation:
     ) -> UserType:
         ctx = info.context
         user = await ctx.services.accounts.set_roles(
-            _claims(info),
+            info.context.claims,
             parse_id(str(user_id)),
             roles,
             ctx.services.settings.roles,
@@ -126,6 +119,6 @@ class Mutation:
     async def set_user_active(self, info: Info, user_id: strawberry.ID, active: bool) -> UserType:
         ctx = info.context
         user = await ctx.services.accounts.set_active(
-            _claims(info), parse_id(str(user_id)), active, ctx.client
+            info.context.claims, parse_id(str(user_id)), active, ctx.client
         )
         return UserType.from_row(user)

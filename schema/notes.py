@@ -1,4 +1,4 @@
-"""Notes in GraphQL: the Note type and its root fields. Decisions live in api/notes.py."""
+"""Notes in GraphQL: the Note type and its root fields. Decisions live in api/resources/notes.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from datetime import datetime
 
 import strawberry
 
-from api.models import Note
-from api.notes import NoteData
+from api.db.models import Note
+from api.resources.notes import NoteData
 from schema.context import Info
 from schema.pagination import Connection
 from schema.permissions import IsAuthenticated, guard

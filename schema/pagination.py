@@ -1,7 +1,7 @@
 """Relay-style connections, one generic shape for every list (notes, users, audit events).
 
 `Connection[NoteType]` is the GraphQL type `NoteConnection` with `NoteEdge` edges; the
-keyset query and the cursors behind it are api/pagination.py.
+keyset query and the cursors behind it are api/resources/pagination.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 import strawberry
 from tortoise.models import Model
 
-from api.pagination import Page
+from api.resources.pagination import Page
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Model)

@@ -1,6 +1,6 @@
 """Tells the request's telemetry which operation ran, for whom, and how it ended.
 
-The HTTP middleware (api/telemetry.py) times and logs the request; this part, which sees the
+The HTTP middleware (api/web/telemetry.py) times and logs the request; this part, which sees the
 parsed document, fills in the operation name and type, the verified user id, and counts
 RATE_LIMITED answers, whichever limiter gave them. Operations that run on strawberry's full
 pipeline report through the RequestTelemetry extension, prepared ones (schema/execution.py)
@@ -9,16 +9,14 @@ call record_operation directly.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from api.logs import current_scope
-
-_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")  # a GraphQL Name, bounded: safe to log
+from api.infra.logs import current_scope
+from api.infra.metrics import is_operation_name
 
 
 def record_operation(
@@ -28,7 +26,7 @@ def record_operation(
     scope = current_scope()
     if scope is None:
         return
-    scope.operation = name if name and _NAME.match(name) else None
+    scope.operation = name if name and is_operation_name(name) else None
     scope.operation_type = operation_type
     viewer = getattr(context, "viewer", None)
     scope.user_id = getattr(viewer, "user_id", None)

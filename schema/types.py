@@ -8,10 +8,11 @@ from datetime import datetime
 import strawberry
 
 from api.auth.sessions import IssuedPair
+from api.db.models import Session as SessionRow
+from api.db.models import User as UserRow
 from api.errors import ForbiddenError, NotFoundError
-from api.models import Session as SessionRow
-from api.models import User as UserRow
 from schema.context import Info
+from schema.transport import Transport
 
 
 @strawberry.type(
@@ -93,6 +94,11 @@ class TokenPair:
         description="Seconds until the refresh token expires (never past SESSION_MAX_AGE)."
     )
     user: UserType
+
+    @classmethod
+    def delivered(cls, pair: IssuedPair, transport: Transport) -> TokenPair:
+        """The answer to login/register/refresh: the refresh token sent by the transport."""
+        return cls.from_issued(pair, include_refresh=transport.deliver(pair))
 
     @classmethod
     def from_issued(cls, pair: IssuedPair, *, include_refresh: bool = True) -> TokenPair:

@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from api import db
-from api.app import create_app
 from api.clock import Clock, FrozenClock, system_clock
+from api.db import connection as db
 from api.settings import Settings, load_settings
+from api.web.app import create_app
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -7,9 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from api.appkeys import SERVICES_KEY
 from api.clock import Clock, system_clock
-from api.mail import Mail, MemoryBackend
+from api.infra.mail import Mail, MemoryBackend
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import Api
 
 StartApi = Callable[..., Awaitable[Api]]

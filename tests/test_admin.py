@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.models import User
+from api.db.models import User
 from tests.conftest import Api, QueryCounter, code
 from tests.test_notes import field
 from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin
@@ -133,7 +133,7 @@ async def test_audit_events_for_admins_with_user_filter(api: Api, sql: QueryCoun
 
 async def test_audit_events_default_page_is_fifty(api: Api) -> None:
     admin = await make_admin(api)
-    from api.appkeys import SERVICES_KEY
+    from api.web.appkeys import SERVICES_KEY
 
     audit = api.app[SERVICES_KEY].audit
     for _ in range(55):

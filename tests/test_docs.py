@@ -10,7 +10,7 @@ import pytest
 from strawberry.printer import print_schema
 
 from api import errors
-from api.__main__ import main
+from api.cli import main
 from api.settings import Settings, load_settings
 from api.settings_doc import BEGIN, DOCS, END, INTERNAL, settings_table
 from schema.build import build_schema
@@ -101,7 +101,7 @@ _OUTSIDE = re.compile(
     ),
     re.IGNORECASE,
 )
-_THIRD_PARTY = ("api/static/graphiql/vendor/", "package-lock.json")
+_THIRD_PARTY = ("api/web/static/graphiql/vendor/", "package-lock.json")
 
 
 def test_no_committed_file_points_outside_the_repository() -> None:
@@ -167,7 +167,7 @@ def test_links_between_the_docs_resolve() -> None:
 
 
 def test_extending_guide_shows_the_guards_the_code_has() -> None:
-    from schema.guards import guard_table
+    from schema.sdl import guard_table
 
     page = (ROOT / "docs" / "extending.md").read_text(encoding="utf-8")
     shown = page.split("## The guards table", 1)[1].split("```", 2)[1].strip("\n")

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.events import Event, EventBus
+from api.infra.events import Event, EventBus
 from tests.conftest import REDIS_URL, REGISTER, reachable
 from tests.live import post
 from tests.test_multiprocess import Servers
@@ -80,7 +80,7 @@ async def test_events_cross_buses_through_redis_once_each() -> None:
 async def test_without_redis_events_stay_local_and_the_change_is_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="api.events")
+    caplog.set_level(logging.INFO, logger="api.infra.events")
     bus = EventBus()
     async with bus.running("redis://127.0.0.1:1/0"), bus.subscribe("notes", "u1") as events:
         await until(lambda: bus.shared is False)

@@ -177,7 +177,7 @@ async def test_a_prepared_operation_that_waits_is_still_cut_by_the_execution_tim
 ) -> None:
     import time
 
-    from api.appkeys import SERVICES_KEY
+    from api.web.appkeys import SERVICES_KEY
 
     api = await start_api(EXECUTION_TIMEOUT="1", PASSWORD_HASH_THREADS="1")
     await api.register()
@@ -196,7 +196,7 @@ async def test_a_prepared_operation_that_waits_is_still_cut_by_the_execution_tim
 async def test_plain_json_posts_skip_strawberrys_dispatch_and_the_rest_take_it(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """schema/http.py answers a POST of one JSON operation itself; every other request
+    """api/web/http.py answers a POST of one JSON operation itself; every other request
     (batch, malformed or ill-typed body, another content type) goes through `run`."""
     from strawberry.aiohttp.views import GraphQLView
 

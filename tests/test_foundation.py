@@ -139,7 +139,7 @@ async def test_wrong_password_and_unknown_email_answer_the_same(api: Api) -> Non
 
 
 async def test_deactivated_user(api: Api) -> None:
-    from api.models import User
+    from api.db.models import User
     from tests.conftest import LOGIN
 
     pair = await api.register()

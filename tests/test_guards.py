@@ -7,11 +7,12 @@ from collections.abc import AsyncGenerator, Callable
 import pytest
 import strawberry
 
-from api.app import create_app
 from api.settings import Settings
+from api.web.app import create_app
 from schema import build
-from schema.guards import UnguardedFieldError, guard_table
+from schema.guards import UnguardedFieldError
 from schema.permissions import IsAuthenticated, guard
+from schema.sdl import guard_table
 
 
 @strawberry.type

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from schema.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
+from api.web.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from tests.conftest import ME, Api, code
 from tests.live import ROOT, live_server, node_or_skip_reason
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from api.models import ActionToken, AuditEvent, Note, Session, User
+from api.db.models import ActionToken, AuditEvent, Note, Session, User
 from tests.conftest import LOGIN, ME, REFRESH, code
 from tests.mailbox import (
     CHANGE_EMAIL,

@@ -6,9 +6,9 @@ import asyncio
 import statistics
 import time
 
-from api.appkeys import SERVICES_KEY
 from api.clock import FrozenClock
-from api.models import ActionToken
+from api.db.models import ActionToken
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import Api, code
 from tests.mailbox import (
     CHANGE_EMAIL,

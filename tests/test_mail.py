@@ -19,18 +19,17 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from api.appkeys import SERVICES_KEY
-from api.mail import (
+from api.addresses import SmtpUrl, parse_smtp_url
+from api.infra.mail import (
     ConsoleBackend,
     Mail,
     Mailer,
     MemoryBackend,
     SmtpBackend,
-    SmtpUrl,
     backend_for,
-    parse_smtp_url,
 )
 from api.settings import SettingsError, load_settings
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import BASE_ENV, LOGIN
 from tests.mailbox import REQUEST_RESET, RESET, StartApi, gql_ok, token_in
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from api import app as app_module
-from api import server
+from api.web import app as app_module
+from api.web import server
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ PROBE = """
 import sys
 from pathlib import Path
 
-from api.server import return_big_buffers_to_the_system
+from api.web.server import return_big_buffers_to_the_system
 
 def rss_mib():
     for line in Path("/proc/self/status").read_text().splitlines():

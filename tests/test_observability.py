@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.metrics import MAX_OPERATION_NAMES, Metrics
+from api.infra.metrics import MAX_OPERATION_NAMES, Metrics
 from tests.conftest import LOGIN, ME, REFRESH, REGISTER, Api, code
 from tests.live import live_server
 
@@ -203,7 +203,7 @@ async def test_rate_limited_answers_are_counted_whichever_limiter_raised_them() 
     import strawberry
 
     from api.errors import RateLimitedError
-    from api.logs import RequestScope, enter_scope, leave_scope
+    from api.infra.logs import RequestScope, enter_scope, leave_scope
     from schema.telemetry import RequestTelemetry
 
     @strawberry.type

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from api.auth.bearer import ANONYMOUS, Viewer
-from api.auth.tokens import AccessClaims
+from api.db.models import Note
 from api.errors import ForbiddenError, NotFoundError
-from api.models import Note
-from api.ownership import Action, IsOwnerOrAdmin
+from api.identity import ANONYMOUS, AccessClaims, Viewer
+from api.resources.ownership import Action, IsOwnerOrAdmin
 
 OWNER, OTHER = str(uuid.uuid4()), str(uuid.uuid4())
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import jwt
 
-from api.appkeys import SERVICES_KEY
 from api.clock import FrozenClock
-from api.models import AuditEvent, Session, User
+from api.db.models import AuditEvent, Session, User
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import LOGIN, ME, Api, code
 
 StartApi = Callable[..., Awaitable[Api]]

@@ -1,6 +1,6 @@
 """strawberry's private API that graphgate relies on, named and checked.
 
-schema/http.py (the one-operation POST path) and schema/execution.py (the prepared-operation
+api/web/http.py (the one-operation POST path) and schema/execution.py (the prepared-operation
 path) call a few of strawberry's internals for speed. pyproject.toml bounds
 strawberry-graphql from above; before raising that bound, run this file: a failure names the
 internal that moved and the graphgate code to re-check against the new release.
@@ -23,13 +23,13 @@ INTERNALS: list[tuple[str, Callable[[], object], tuple[str, ...], str]] = [
         "GraphQLView._handle_errors",
         lambda: GraphQLView._handle_errors,
         ("errors", "response_data"),
-        "schema/http.py GraphGateView._run_json_post",
+        "api/web/http.py GraphGateView._run_json_post",
     ),
     (
         "GraphQLView._stream_transport_map",
         lambda: GraphQLView._stream_transport_map,
         (),
-        "schema/http.py GraphGateView._run_json_post (streaming over HTTP turns it off)",
+        "api/web/http.py GraphGateView._run_json_post (streaming over HTTP turns it off)",
     ),
     (
         "MaskErrors._process_result",

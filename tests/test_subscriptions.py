@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from api.appkeys import SERVICES_KEY
 from api.clock import FrozenClock
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import Api
 from tests.test_notes import CREATE, DELETE, UPDATE, create_note
 from tests.test_sessions import make_admin

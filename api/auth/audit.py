@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from api.clock import Clock, to_datetime
-from api.models import AuditEvent
+from api.db.models import AuditEvent
 
 
 class AuditLog:

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from api.auth.revocation import RevocationList
-from api.auth.tokens import AccessClaims, TokenService
+from api.auth.tokens import TokenService
 from api.errors import AppError, InvalidTokenError, TokenExpiredError, TokenRevokedError
-
-
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """The requester. Anonymous is a Viewer too: no claims, and maybe the reason why."""
-
-    claims: AccessClaims | None = None
-    error: AppError | None = None  # a token was sent but refused: guarded fields raise this
-
-    @property
-    def is_authenticated(self) -> bool:
-        return self.claims is not None
-
-    @property
-    def user_id(self) -> str | None:
-        return self.claims.sub if self.claims else None
-
-    def has_role(self, role: str) -> bool:
-        return self.claims is not None and role in self.claims.roles
-
-
-ANONYMOUS = Viewer()
+from api.identity import ANONYMOUS, AccessClaims, Viewer
 
 
 class BearerAuthenticator:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from api.auth.audit import AuditLog
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
-from api.auth.sessions import ClientInfo
 from api.clock import Clock
+from api.db.models import Session, User
 from api.errors import FreshLoginRequiredError, InvalidCredentialsError, RateLimitedError
-from api.models import Session, User
+from api.identity import ClientInfo
 
 
 async def signed_in_from(email: str, ip: str | None) -> bool:

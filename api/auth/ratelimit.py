@@ -33,6 +33,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
 from api.errors import RateLimitedError
+from api.infra.logs import ModeLog
 from api.networks import rate_limit_key
 
 log = logging.getLogger(__name__)
@@ -73,19 +74,19 @@ class RateLimiter:
             else None
         )
         self._redis = MovingWindowRateLimiter(self._redis_storage) if self._redis_storage else None
-        self._redis_ok = True
+        self._mode = ModeLog(
+            log,
+            "rate limits: Redis is back; counting there again",
+            "rate limits: Redis unreachable; counting in this process meanwhile",
+            last=True,
+        )
         self._retry_redis_at = 0.0
 
     def _set_redis(self, ok: bool) -> None:
         if not ok:
             # An unreachable Redis may cost a connect timeout per try: try again a second later.
             self._retry_redis_at = time.monotonic() + REDIS_RETRY_INTERVAL
-        if ok != self._redis_ok:
-            self._redis_ok = ok
-            if ok:
-                log.info("rate limits: Redis is back; counting there again")
-            else:
-                log.warning("rate limits: Redis unreachable; counting in this process meanwhile")
+        self._mode.note(ok)
 
     def _redis_due(self) -> bool:
         return time.monotonic() >= self._retry_redis_at

@@ -39,10 +39,12 @@ from redis.exceptions import RedisError
 from tortoise.connection import get_connection
 
 from api.clock import Clock, to_datetime
-from api.db import is_unavailable
+from api.db.connection import is_unavailable
+from api.db.models import Session
 from api.errors import ServiceUnavailableError
-from api.models import Session
-from api.pubsub import cancel_all, follow_channel
+from api.infra.logs import ModeLog
+from api.infra.pubsub import follow_channel
+from api.infra.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +213,15 @@ class RedisRevocationFeed:
         self._revocations = revocations
         self._redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         self.healthy = False  # until subscribed: checks read the database meanwhile
-        self._logged: bool | None = None  # the mode last logged: each change is logged once
+        self._mode = ModeLog(
+            log,
+            "revocation feed: Redis connected; checks use memory",
+            "revocation feed: Redis unreachable; checks read the database",
+        )
 
     def _set_health(self, healthy: bool) -> None:
         self.healthy = healthy
-        if healthy != self._logged:
-            self._logged = healthy
-            if healthy:
-                log.info("revocation feed: Redis connected; checks use memory")
-            else:
-                log.warning("revocation feed: Redis unreachable; checks read the database")
+        self._mode.note(healthy)
 
     async def ping(self) -> None:
         """Raise if Redis does not answer within a second (for /readyz)."""

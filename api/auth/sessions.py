@@ -19,9 +19,10 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from api.auth.audit import AuditLog
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import ENDED, RevocationList
-from api.auth.tokens import AccessClaims, TokenService, hash_jti, new_jti
+from api.auth.tokens import TokenService, hash_jti, new_jti
 from api.clock import Clock, to_datetime
-from api.db import after_commit, atomic, locked
+from api.db.connection import after_commit, atomic, locked
+from api.db.models import Session, User
 from api.errors import (
     InvalidCredentialsError,
     InvalidTokenError,
@@ -31,21 +32,13 @@ from api.errors import (
     TokenExpiredError,
     TokenRevokedError,
 )
-from api.metrics import Metrics
-from api.models import Session, User
+from api.identity import AccessClaims, ClientInfo, parse_id
+from api.infra.metrics import Metrics
 from api.settings import Settings
 
 # Each cut-off is at least one second past the previous one; a token issued after a few in a
 # row waits for its `iat` (see _pair). Past this many seconds the client retries instead.
 MAX_SIGNING_WAIT = 3.0
-
-
-@dataclass(frozen=True, slots=True)
-class ClientInfo:
-    """Where a request came from, as recorded on sessions and audit events."""
-
-    ip: str | None = None
-    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +136,7 @@ class SessionService:
             claims = self._tokens.verify_refresh(refresh_token)
         except TokenExpiredError as exc:
             raise SessionExpiredError() from exc
-        key = _uuid(claims.sid)
+        key = parse_id(claims.sid)
         session = None if key is None else await Session.get_or_none(id=key).select_related("user")
         if session is None or str(session.user_id) != claims.sub:
             raise InvalidTokenError()
@@ -279,7 +272,7 @@ class SessionService:
         With `kind`, an audit event of that kind commits with the ended sessions."""
         query = Session.filter(user_id=user_id, ended_at__isnull=True)
         if keep is not None:
-            query = query.exclude(id=_uuid(keep))
+            query = query.exclude(id=parse_id(keep))
         sids = await query.using_db(using_db).values_list("id", flat=True)
         return await self.end(
             list(sids),  # type: ignore[arg-type]
@@ -301,7 +294,7 @@ class SessionService:
         revocation that committed first stays (TOKEN_REVOKED, and the caller rolls back)."""
         iat = int(self._clock())
         jti = new_jti()
-        key = _uuid(sid)
+        key = parse_id(sid)
         session = None if key is None else await Session.get_or_none(id=key, using_db=using_db)
         if session is None or session.ended_at is not None:
             raise TokenRevokedError()
@@ -371,7 +364,7 @@ class SessionService:
     async def revoke_own(self, caller: AccessClaims, sid: str, client: ClientInfo) -> bool:
         """revokeSession: end one of the caller's own live sessions; False for any other id.
         The caller is re-checked under lock (a session ended meanwhile revokes nothing)."""
-        key = _uuid(sid)
+        key = parse_id(sid)
         async with atomic() as conn:
             user = await self.lock_caller(caller, conn)
             if (
@@ -422,11 +415,4 @@ def _next_cut(previous: int, latest_iat: int, now: int) -> int:
     return max(previous, latest_iat + 1, now + 1)
 
 
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
-
-
-__all__ = ["ENDED", "ClientInfo", "IssuedPair", "SessionService"]
+__all__ = ["ENDED", "IssuedPair", "SessionService"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import jwt
@@ -17,6 +16,7 @@ from jwt.algorithms import HMACAlgorithm
 from api.auth.keys import KeyRing
 from api.clock import Clock
 from api.errors import InvalidTokenError, TokenExpiredError
+from api.identity import AccessClaims, RefreshClaims
 from api.settings import Settings
 
 ACCESS_TYP = "at+jwt"  # RFC 9068
@@ -25,26 +25,6 @@ _ACCESS_REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "type", "ro
 _REFRESH_REQUIRED = ["iss", "aud", "sub", "sid", "jti", "iat", "exp", "type"]
 # Time claims are checked below against the injected clock, not by PyJWT's wall clock.
 _OPTIONS: Any = {"verify_exp": False, "verify_iat": False, "verify_nbf": False}
-
-
-@dataclass(frozen=True, slots=True)
-class AccessClaims:
-    sub: str
-    sid: str
-    jti: str
-    iat: int
-    exp: int
-    roles: tuple[str, ...]
-    auth_time: int
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshClaims:
-    sub: str
-    sid: str
-    jti: str
-    iat: int
-    exp: int
 
 
 class _PreparedHMAC(HMACAlgorithm):

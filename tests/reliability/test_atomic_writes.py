@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from api.auth.tokens import hash_jti
-from api.models import AuditEvent, Session, User
+from api.db.models import AuditEvent, Session, User
 from tests.conftest import REFRESH, REGISTER, Api, code
 from tests.reliability.conftest import post
 from tests.reliability.processes import Server

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from tortoise.exceptions import IntegrityError, OperationalError
 
-from api import db
+from api.db import connection as db
 from tests.conftest import LOGIN, REGISTER, code
 from tests.reliability.conftest import post
 from tests.reliability.processes import PostgresCluster, Server

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from api.appkeys import SERVICES_KEY
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import LOGIN, Api, code
 
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}

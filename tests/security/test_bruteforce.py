@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.models import AuditEvent, Session
+from api.db.models import AuditEvent, Session
 from tests.conftest import LOGIN, REFRESH, REGISTER, Api, code
 from tests.security.conftest import StartApi
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from api.auth.keys import KeyRing, public_jwk, thumbprint
 from api.auth.tokens import TokenService
 from api.clock import FrozenClock
-from api.models import User
+from api.db.models import User
 from tests.conftest import BASE_ENV, Api, code
 from tests.security.conftest import (
     ACCESS_SECRET,

@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from api.appkeys import SERVICES_KEY
-from api.auth.sessions import ClientInfo
-from api.auth.tokens import AccessClaims
 from api.clock import FrozenClock
+from api.db.models import ActionToken, User
 from api.errors import TokenRevokedError
-from api.models import ActionToken, User
+from api.identity import AccessClaims, ClientInfo
+from api.web.appkeys import SERVICES_KEY
 from tests.conftest import ME, Api, code
 from tests.security.conftest import StartApi
 from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin

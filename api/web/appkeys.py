@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from api.overload import LoopLag
     from api.services import Services
     from api.settings import Settings
+    from api.web.overload import LoopLag
 
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")

@@ -1,7 +1,7 @@
 """Account lifecycle: verify the email, reset a forgotten password, change the email.
 
-Each flow mails a single-use link (api/auth/actions.py) and applies its effect in the same
-transaction that spends the token. Deleting an account is in api/auth/deletion.py.
+Each flow mails a single-use link (api/accounts/actions.py) and applies its effect in the same
+transaction that spends the token. Deleting an account is in api/accounts/deletion.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import functools
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
-from api.auth.accounts import normalise_email
-from api.auth.actions import (
+from api.accounts.actions import (
     CANCELLING,
     CHANGING,
     RESETTING,
@@ -21,18 +20,19 @@ from api.auth.actions import (
     Purpose,
     new_token,
 )
+from api.accounts.emails import AccountMails
+from api.accounts.service import normalise_email
 from api.auth.audit import AuditLog
-from api.auth.emails import AccountMails
 from api.auth.fresh import FreshAuth
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
-from api.auth.sessions import ClientInfo, SessionService
-from api.auth.tokens import AccessClaims
+from api.auth.sessions import SessionService
 from api.clock import Clock, to_datetime
-from api.db import atomic, locked
+from api.db.connection import atomic, locked
+from api.db.models import ActionToken, User
 from api.errors import BadUserInputError, EmailTakenError, InvalidTokenError
-from api.mail import Mail, Mailer
-from api.models import ActionToken, User
+from api.identity import AccessClaims, ClientInfo
+from api.infra.mail import Mail, Mailer
 
 
 class AccountLifecycle:

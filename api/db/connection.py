@@ -1,4 +1,5 @@
-"""Tortoise configuration, migrations and the database cleanup_ctx."""
+"""Tortoise configuration, migrations, the open database, and transactions (atomic,
+after_commit, locked); is_unavailable tells an outage from a bug."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
-from aiohttp import web
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.backends.base.config_generator import expand_db_url
@@ -25,13 +25,12 @@ from tortoise.migrations.executor import MigrationExecutor
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from api.appkeys import SETTINGS_KEY
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MODELS = "api.models"
-MIGRATIONS = "api.migrations"
+MODELS = "api.db.models"
+MIGRATIONS = "api.db.migrations"
 _UNAVAILABLE = (
     OSError,  # refused, reset, unreachable
     TimeoutError,  # connect or statement timeout
@@ -102,7 +101,7 @@ def tortoise_config(conn: str | dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Used only by `tortoise -c api.db.TORTOISE_ORM makemigrations` when models change.
+# Used only by `tortoise -c api.db.connection.TORTOISE_ORM makemigrations` when models change.
 TORTOISE_ORM = tortoise_config("sqlite://:memory:")
 
 
@@ -123,9 +122,9 @@ async def migrate(settings: Settings) -> None:
         await Tortoise.close_connections()
 
 
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the database for the app's lifetime (migrations are applied by `serve`)."""
-    settings = app[SETTINGS_KEY]
+@contextlib.asynccontextmanager
+async def opened(settings: Settings) -> AsyncIterator[None]:
+    """The database open for as long as the block runs (migrations are applied by `serve`)."""
     config = tortoise_config(connection(settings))
     # Tortoise caches insert SQL per connection *name*, not dialect: a process that opened
     # another database before (the test suite does) would reuse the other dialect's SQL.

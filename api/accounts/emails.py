@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from api.mail import Mail
+from api.infra.mail import Mail
 from api.settings import Settings
 
 

@@ -10,7 +10,7 @@
 
 `Mailer.send` never waits for delivery: the mutation answers at once and workers deliver in
 the background, retrying with backoff. A mail that still fails is logged as an error (never
-with its body: it carries a token); shutdown drains the queue (cleanup_ctx in api/app.py).
+with its body: it carries a token); shutdown drains the queue (cleanup_ctx in api/web/app.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Protocol
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiosmtplib
+
+from api.addresses import parse_smtp_url
+from api.infra.tasks import cancel_all
 
 log = logging.getLogger("graphgate.mail")
 
@@ -85,46 +87,6 @@ class MemoryBackend:
 
     async def deliver(self, mail: Mail) -> None:
         self.outbox.append(mail)
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpUrl:
-    """What an smtp:// or smtps:// MAIL_URL says."""
-
-    tls: bool
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    require_starttls: bool
-
-
-def parse_smtp_url(url: str) -> SmtpUrl:
-    """Read an smtp(s):// MAIL_URL; ValueError naming MAIL_URL for an unknown parameter."""
-    parts = urlsplit(url)
-    tls = parts.scheme == "smtps"
-    username = unquote(parts.username) if parts.username else None
-    # Credentials must never cross the network in clear: STARTTLS is required with them.
-    require_starttls = username is not None and not tls
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name != "require_starttls" or tls or value.lower() not in _TRUE | _FALSE:
-            raise ValueError(
-                "MAIL_URL accepts one parameter, smtp://…?require_starttls=true|false, "
-                f"got {name}={value!r}"
-            )
-        require_starttls = value.lower() in _TRUE
-    return SmtpUrl(
-        tls=tls,
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or (465 if tls else 25),
-        username=username,
-        password=unquote(parts.password) if parts.password else None,
-        require_starttls=require_starttls,
-    )
 
 
 class SmtpBackend:
@@ -266,8 +228,4 @@ class Mailer:
                     self._queue.qsize(),
                     drain_timeout,
                 )
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_all(tasks)

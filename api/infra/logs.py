@@ -15,7 +15,6 @@ import sys
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from aiohttp.http_exceptions import HttpProcessingError
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 LOG_FORMATS = ("json", "text")
@@ -71,21 +70,6 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class ClientFaultFilter(logging.Filter):
-    """aiohttp logs a malformed request (a bad header, a garbled request line) at ERROR with
-    a traceback: that is the client's fault, which an outsider can trigger at will. Such a
-    record becomes one WARNING line without the traceback; the client still gets its 400."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
-            # Not the parser's message: it may quote the client's bytes (a header, a token).
-            record.msg, record.args = "malformed HTTP request refused (%s)", (type(exc).__name__,)
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
 class TextFormatter(logging.Formatter):
     """The classic line, then the context as key=value pairs."""
 
@@ -130,6 +114,24 @@ def configure_logging(log_format: str = "text", level: int = logging.INFO) -> No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    server = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, ClientFaultFilter) for f in server.filters):
-        server.addFilter(ClientFaultFilter())
+
+
+class ModeLog:
+    """A Redis-backed part's mode (Redis answers, or a local fallback), each change logged
+    once: INFO when Redis is back, WARNING when it is lost; no line per failed attempt."""
+
+    def __init__(
+        self, logger: logging.Logger, up: str, down: str, *, last: bool | None = None
+    ) -> None:
+        self._logger, self._up, self._down = logger, up, down
+        self._last = last  # None: the first mode seen is logged too
+
+    def note(self, up: bool) -> None:
+        """Record the current mode; log it when it differs from the last one logged."""
+        if up == self._last:
+            return
+        self._last = up
+        if up:
+            self._logger.info(self._up)
+        else:
+            self._logger.warning(self._down)

@@ -12,13 +12,13 @@ from datetime import datetime
 
 from tortoise.transactions import in_transaction
 
-from api.auth.bearer import Viewer
 from api.clock import Clock, to_datetime
+from api.db.models import Note
 from api.errors import BadUserInputError
-from api.events import Event, EventBus
-from api.models import Note
-from api.ownership import Action, IsOwnerOrAdmin
-from api.pagination import Page, paginate
+from api.identity import Viewer
+from api.infra.events import Event, EventBus
+from api.resources.ownership import Action, IsOwnerOrAdmin
+from api.resources.pagination import Page, paginate
 
 TITLE_MAX = 200
 BODY_MAX = 100_000

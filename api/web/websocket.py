@@ -14,7 +14,6 @@ the handler's `handle_connection_init` is the override point.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,8 +27,9 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
 
-from api.auth.tokens import AccessClaims
 from api.errors import AppError, InvalidTokenError, UnauthenticatedError
+from api.identity import AccessClaims
+from api.infra.tasks import cancel_all
 
 if TYPE_CHECKING:
     from schema.context import Context
@@ -122,7 +122,5 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
 
     async def shutdown(self) -> None:
         if self.watcher is not None:
-            self.watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.watcher
+            await cancel_all([self.watcher])
         await super().shutdown()

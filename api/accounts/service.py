@@ -9,16 +9,16 @@ from typing import Any, NoReturn
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
+from api.accounts.actions import ActionTokens
 from api.addresses import is_plain_address
-from api.auth.actions import ActionTokens
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth, signed_in_from
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
-from api.auth.sessions import ClientInfo, IssuedPair, SessionService
-from api.auth.tokens import AccessClaims
+from api.auth.sessions import IssuedPair, SessionService
 from api.clock import Clock, to_datetime
-from api.db import atomic, locked
+from api.db.connection import atomic, locked
+from api.db.models import User
 from api.errors import (
     AccountDisabledError,
     BadUserInputError,
@@ -28,8 +28,8 @@ from api.errors import (
     NotFoundError,
     RateLimitedError,
 )
-from api.metrics import Metrics
-from api.models import User
+from api.identity import AccessClaims, ClientInfo
+from api.infra.metrics import Metrics
 
 MAX_DISPLAY_NAME = 200
 
@@ -38,7 +38,7 @@ def normalise_email(raw: str, field: str = "email") -> str:
     """Trimmed, lower-cased, and shaped like an address, else BAD_USER_INPUT.
 
     The reserved `.invalid` top-level domain (RFC 2606) receives no mail anywhere; refusing it
-    also keeps the tombstones of deleted accounts (api/auth/deletion.py) unregistrable."""
+    also keeps the tombstones of deleted accounts (api/accounts/deletion.py) unregistrable."""
     email = raw.strip().lower()
     if not is_plain_address(email) or email.rstrip(".").endswith(".invalid"):
         raise BadUserInputError(field, f"'{field}' must be an email address.")
@@ -54,14 +54,6 @@ def check_display_name(raw: str | None) -> str | None:
             "displayName", f"'displayName' has at most {MAX_DISPLAY_NAME} characters."
         )
     return name or None
-
-
-def parse_id(raw: str, field: str = "id") -> uuid.UUID | None:
-    """A UUID, or None for anything else (callers answer NOT_FOUND, revealing nothing)."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

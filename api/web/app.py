@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable
@@ -11,16 +10,17 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from api import db
-from api.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
 from api.clock import Clock, system_clock
-from api.graphiql import add_graphiql_assets
-from api.metrics import metrics_handler
-from api.middleware import cors, hide_server_version, security_headers
-from api.overload import LoopLag, in_flight_limit
+from api.db import connection as db
+from api.infra.tasks import cancel_all
 from api.services import Services
 from api.settings import Settings
-from api.telemetry import add_telemetry
+from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.graphiql import add_graphiql_assets
+from api.web.metrics import metrics_handler
+from api.web.middleware import cors, hide_server_version, security_headers
+from api.web.overload import LoopLag, in_flight_limit
+from api.web.telemetry import add_telemetry
 
 log = logging.getLogger("graphgate")
 
@@ -50,6 +50,12 @@ async def jwks(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICES_KEY].keys.jwks)
 
 
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The database, open for the app's lifetime."""
+    async with db.opened(app[SETTINGS_KEY]):
+        yield
+
+
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES_KEY]
     async with services.revocations.running(services.settings.redis_url):
@@ -74,9 +80,7 @@ async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[LOOP_LAG_KEY].watch())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_all([task])
 
 
 _heap_frozen = False
@@ -97,8 +101,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     """The whole service: database, auth services, GraphQL view, health endpoints."""
     from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
+    from api.web.view import AuthGraphQLView
     from schema.build import build_schema
-    from schema.context import AuthGraphQLView
 
     hide_server_version()
     # security_headers outermost: CORS preflights and overload answers get the headers too.
@@ -114,7 +118,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app[LOOP_LAG_KEY] = LoopLag()
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)
-    app.cleanup_ctx.append(db.database_ctx)
+    app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes

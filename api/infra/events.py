@@ -22,7 +22,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from api.pubsub import cancel_all, follow_channel
+from api.infra.logs import ModeLog
+from api.infra.pubsub import follow_channel
+from api.infra.tasks import cancel_all
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,11 @@ class EventBus:
         self._redis: Redis | None = None
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.shared = False  # True while Redis carries events to the other workers
-        self._logged: bool | None = None  # the mode last logged
+        self._mode = ModeLog(
+            log,
+            "events: Redis connected; subscription events reach every worker",
+            "events: Redis unreachable; subscription events stay in this worker",
+        )
 
     def publish(self, event: Event) -> None:
         """Deliver to this worker's subscribers now, and queue it for the other workers."""
@@ -123,12 +129,7 @@ class EventBus:
 
     def _set_shared(self, shared: bool) -> None:
         self.shared = shared
-        if shared != self._logged:
-            self._logged = shared
-            if shared:
-                log.info("events: Redis connected; subscription events reach every worker")
-            else:
-                log.warning("events: Redis unreachable; subscription events stay in this worker")
+        self._mode.note(shared)
 
     async def _follow(self) -> None:
         assert self._redis is not None

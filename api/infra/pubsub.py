@@ -1,11 +1,9 @@
-"""Following one Redis pub/sub channel, and stopping background tasks: shared by the
-revocation feed and the event bus."""
+"""Following one Redis pub/sub channel: shared by the revocation feed and the event bus."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -33,13 +31,3 @@ async def follow_channel(
         except (RedisError, OSError):
             on_lost()
             await asyncio.sleep(1)
-
-
-async def cancel_all(tasks: Iterable[asyncio.Task[None]]) -> None:
-    """Cancel background tasks and wait until each has stopped."""
-    tasks = list(tasks)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -25,14 +25,7 @@ from api.errors import ServiceUnavailableError
 log = logging.getLogger(__name__)
 
 _BODY = json.dumps(
-    {
-        "errors": [
-            {
-                "message": "Too many requests in progress; retry in a moment.",
-                "extensions": {"code": ServiceUnavailableError.code},
-            }
-        ]
-    }
+    ServiceUnavailableError("Too many requests in progress; retry in a moment.").response_body()
 )
 
 

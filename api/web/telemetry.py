@@ -13,8 +13,8 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from api.logs import CONTEXT_FIELDS, RequestScope, enter_scope, leave_scope, request_id_from
-from api.metrics import Metrics
+from api.infra.logs import CONTEXT_FIELDS, RequestScope, enter_scope, leave_scope, request_id_from
+from api.infra.metrics import Metrics
 
 log = logging.getLogger("graphgate.access")
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -16,9 +16,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from api.auth.accounts import parse_id
-from api.auth.bearer import Viewer
 from api.errors import ForbiddenError, NotFoundError
+from api.identity import Viewer, parse_id
 
 ADMIN_ROLE = "admin"
 

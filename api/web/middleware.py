@@ -36,7 +36,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     headers.setdefault("Referrer-Policy", "no-referrer")
     if request.path == "/graphql" or request.path.startswith("/graphql/"):
         headers["Cache-Control"] = "no-store"
-    # Pages that need more (GraphiQL, api/graphiql.py) set their own policy first.
+    # Pages that need more (GraphiQL, api/web/graphiql.py) set their own policy first.
     headers.setdefault("Content-Security-Policy", _STRICT_CSP)
     if isinstance(response, web.HTTPException):
         raise response

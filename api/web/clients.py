@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from api.auth.sessions import ClientInfo
+from api.identity import ClientInfo
 from api.networks import TrustedNetworks, parse_address
 
 

@@ -22,15 +22,15 @@ from tortoise import Tortoise, fields
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
 
-from api.auth.accounts import _keep_an_admin, lock_admin_changes
+from api.accounts.service import _keep_an_admin, lock_admin_changes
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth
-from api.auth.sessions import ClientInfo, SessionService
-from api.auth.tokens import AccessClaims
+from api.auth.sessions import SessionService
 from api.clock import Clock, to_datetime
-from api.db import atomic
+from api.db.connection import atomic
+from api.db.models import Session, User
 from api.errors import BadUserInputError, ForbiddenError
-from api.models import Session, User
+from api.identity import AccessClaims, ClientInfo
 
 UNUSABLE_PASSWORD_HASH = "!"  # matches no password: passlib identifies no scheme in it
 

@@ -12,15 +12,36 @@ import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.process import BaseProcess
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from api.settings import Settings
 
 log = logging.getLogger("graphgate")
 
 
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs a malformed request (a bad header, a garbled request line) at ERROR with
+    a traceback: that is the client's fault, which an outsider can trigger at will. Such a
+    record becomes one WARNING line without the traceback; the client still gets its 400."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            # Not the parser's message: it may quote the client's bytes (a header, a token).
+            record.msg, record.args = "malformed HTTP request refused (%s)", (type(exc).__name__,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup_logging(log_format: str = "text") -> None:
-    from api.logs import configure_logging
+    """The process's log handler (infra.logs), and aiohttp's server log told apart from ours."""
+    from api.infra.logs import configure_logging
 
     configure_logging(log_format)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultFilter) for f in server.filters):
+        server.addFilter(ClientFaultFilter())
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
@@ -42,7 +63,7 @@ def run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> No
     """One process serving the app until SIGTERM/SIGINT (then it drains and exits 0)."""
     from aiohttp import web
 
-    from api.app import create_app
+    from api.web.app import create_app
 
     setup_logging(settings.log_format)
     return_big_buffers_to_the_system()
@@ -70,9 +91,9 @@ def run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> No
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:
     """Apply pending migrations, then serve with `workers` processes sharing the port."""
-    from api import db
     from api.auth.keys import KeyRing
-    from api.metrics import share_metrics_between_workers
+    from api.db import connection as db
+    from api.infra.metrics import share_metrics_between_workers
 
     KeyRing.from_settings(settings)  # a bad key folder stops us before migrating or forking
     asyncio.run(db.migrate(settings))

@@ -18,8 +18,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 
 from api.clock import Clock, to_datetime
+from api.db.models import ActionToken
 from api.errors import InvalidTokenError
-from api.models import ActionToken
 from api.settings import Settings
 
 Purpose = Literal["verify_email", "reset_password", "change_email", "cancel_email_change"]

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from tortoise.expressions import Q
 
-from api.auth.accounts import parse_id
-from api.auth.bearer import Viewer
+from api.db.models import AuditEvent, User
 from api.errors import BadUserInputError
-from api.models import AuditEvent, User
-from api.ownership import Action, IsOwnerOrAdmin
-from api.pagination import Page, paginate
+from api.identity import Viewer, parse_id
+from api.resources.ownership import Action, IsOwnerOrAdmin
+from api.resources.pagination import Page, paginate
 
 SEARCH_MAX = 254
 
