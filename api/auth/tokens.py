@@ -79,23 +79,28 @@ class TokenService:
         """True once a token with this `exp` is refused (the leeway included)."""
         return exp <= self._clock() - self._leeway
 
+    def _claims(
+        self, kind: str, *, sub: str, sid: str, jti: str, iat: int, exp: int
+    ) -> dict[str, Any]:
+        """The registered claims every token of ours carries (the contract's Tokens section)."""
+        return {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": sub,
+            "sid": sid,
+            "jti": jti,
+            "iat": iat,
+            "exp": exp,
+            "type": kind,
+        }
+
     def issue_access(
         self, *, sub: str, sid: str, roles: tuple[str, ...] | list[str], auth_time: int, iat: int
     ) -> tuple[str, int]:
         """A signed access token and its `exp`."""
         exp = iat + self._access_ttl
-        claims = {
-            "iss": self._issuer,
-            "aud": self._audience,
-            "sub": sub,
-            "sid": sid,
-            "jti": new_jti(),
-            "iat": iat,
-            "exp": exp,
-            "type": "access",
-            "roles": list(roles),
-            "auth_time": auth_time,
-        }
+        claims = self._claims("access", sub=sub, sid=sid, jti=new_jti(), iat=iat, exp=exp)
+        claims.update(roles=list(roles), auth_time=auth_time)
         token = jwt.encode(
             claims,
             self._keys.signing_key,
@@ -105,16 +110,8 @@ class TokenService:
         return token, exp
 
     def issue_refresh(self, *, sub: str, sid: str, jti: str, iat: int, exp: int) -> str:
-        claims = {
-            "iss": self._issuer,
-            "aud": self._audience,
-            "sub": sub,
-            "sid": sid,
-            "jti": jti,
-            "iat": iat,
-            "exp": exp,
-            "type": "refresh",
-        }
+        """A signed refresh token (HS256 with JWT_REFRESH_SECRET: only we ever read it)."""
+        claims = self._claims("refresh", sub=sub, sid=sid, jti=jti, iat=iat, exp=exp)
         return jwt.encode(
             claims, self._refresh_key, algorithm="HS256", headers={"typ": REFRESH_TYP}
         )
