@@ -1,6 +1,6 @@
-"""Schemathesis fuzzes every root field of a live server, signed in, on SQLite and PostgreSQL
-(issue 13): no answer may be a 5xx or carry `INTERNAL_SERVER_ERROR`, and nothing it sends may
-put a traceback in the server's log.
+"""Schemathesis fuzzes every root field of a live server, signed in, on SQLite and PostgreSQL:
+no answer may be a 5xx or carry `INTERNAL_SERVER_ERROR`, and nothing it sends may put a
+traceback in the server's log.
 
 The schema comes from the server's own introspection (on in development). Each root field gets
 `EXAMPLES` generated operations (hypothesis, derandomized: CI sees the same documents every
@@ -100,7 +100,7 @@ FUZZ_CONFIG = SchemathesisConfig.from_dict(
 
 @dataclass
 class Identity:
-    """A signed-in client the fuzzer speaks as; `renew` signs in again when a case ended it."""
+    """A signed-in client the fuzzer speaks as; `renew_if_spent` signs in again when a case ended its session."""
 
     role: str  # "user" or "admin"
     make: Callable[[str], None]  # creates an account with PASSWORD for this email
