@@ -34,9 +34,8 @@ from tests.conftest import LOGIN, REGISTER
 from tests.helpers.servers import DATABASES, ONE_WORKER, Deployment, deployment
 from tests.live import LiveServer
 
-EXAMPLES = int(
-    os.environ.get("FUZZ_EXAMPLES", "40")
-)  # per root field; ~20-30 s per database on this machine (both databases run)
+# Cases per root field: 40 take ~20-25 s per database here; FUZZ_EXAMPLES=300 for a long hunt.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 PASSWORD = "correct horse battery"
 WHO = "{ me { roles } }"
 ROOTS = "{ __schema { queryType { name fields { name } } mutationType { name fields { name } } } }"
@@ -100,7 +99,8 @@ FUZZ_CONFIG = SchemathesisConfig.from_dict(
 
 @dataclass
 class Identity:
-    """A signed-in client the fuzzer speaks as; `renew_if_spent` signs in again when a case ended its session."""
+    """A signed-in client the fuzzer speaks as; `renew_if_spent` signs in again when a case
+    ended its session, role or account."""
 
     role: str  # "user" or "admin"
     make: Callable[[str], None]  # creates an account with PASSWORD for this email
