@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -130,6 +131,14 @@ async def test_another_users_note_looks_exactly_like_a_missing_one(api: Api) -> 
     assert len({a["errors"][0]["message"] for a in answers}) == 1
 
 
+ZERO = b"00000000-0000-0000-0000-000000000000"
+
+
+def cursor_of(raw: bytes) -> str:
+    """A cursor as the server would encode `raw` (base64url, no padding)."""
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 @pytest.mark.parametrize(
     ("variables", "bad_field"),
     [
@@ -166,8 +175,20 @@ async def test_limits_are_inclusive_and_update_checks_them_too(api: Api) -> None
         ({"first": 101}, "first"),
         ({"after": "garbage!"}, "after"),
         ({"after": "WzEsMl0"}, "after"),  # valid base64 of [1,2]: not a position
+        # Found by the fuzzer (tests/security/test_fuzz.py); both answered INTERNAL_SERVER_ERROR.
+        ({"after": cursor_of(b"[" * 3000)}, "after"),  # RecursionError in the JSON decoder
+        ({"after": cursor_of(b'["0001-01-01T00:00:00+14:00", "%s"]' % ZERO)}, "after"),
+        ({"after": cursor_of(b'["9999-12-31T23:59:59-14:00", "%s"]' % ZERO)}, "after"),
     ],
-    ids=["negative", "over-100", "not-base64", "not-a-position"],
+    ids=[
+        "negative",
+        "over-100",
+        "not-base64",
+        "not-a-position",
+        "nested-json",
+        "before-year-1-in-utc",
+        "after-year-9999-in-utc",
+    ],
 )
 async def test_pagination_arguments_are_checked(
     api: Api, variables: dict[str, Any], bad_field: str

@@ -14,7 +14,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
@@ -24,6 +24,9 @@ from tortoise.queryset import QuerySet
 from api.errors import BadUserInputError
 
 MAX_FIRST = 100
+# A real cursor is ~100 characters; anything far longer is refused before base64 and JSON
+# decoding (a deeply nested JSON array raises RecursionError).
+MAX_CURSOR_LENGTH = 256
 
 M = TypeVar("M", bound=Model)
 
@@ -56,15 +59,20 @@ def encode_cursor(at: datetime, key: uuid.UUID) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     """The position a cursor names, or BAD_USER_INPUT on `after` for anything else."""
+    refused = BadUserInputError("after", "'after' is not a cursor from this list.")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise refused
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_text, key_text = json.loads(raw)
         at = datetime.fromisoformat(at_text)
         key = uuid.UUID(key_text)
-    except (binascii.Error, ValueError, TypeError, AttributeError) as exc:
-        raise BadUserInputError("after", "'after' is not a cursor from this list.") from exc
-    if at.tzinfo is None:
-        raise BadUserInputError("after", "'after' is not a cursor from this list.")
+        if at.tzinfo is None:
+            raise refused
+        # In UTC, as the database compares it: year 1 at +14:00 does not exist there.
+        at = at.astimezone(UTC)
+    except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise refused from exc
     return at, key
 
 
