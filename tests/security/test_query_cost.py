@@ -108,6 +108,50 @@ async def test_healthz_answers_while_tricks_arrive(prod: Api, overlap_calls: lis
     assert overlap_calls == []
 
 
+# 100 inline fragments on unknown type names that look like one in the schema: graphql-core
+# compares each with every type name for its "Did you mean" (the attack: ~170 ms, 3.2 KB).
+UNKNOWN_TYPES = (
+    "{ " + " ".join(f"... on Subscriptio{i:x} {{ f{i} }}" for i in range(100)) + " }"
+)
+
+
+@pytest.fixture
+def suggestion_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each unknown type name graphql-core looked for suggestions for."""
+    from graphql.validation.rules import known_type_names
+
+    calls: list[str] = []
+    original = known_type_names.suggestion_list
+
+    def counting(value: str, options: Any) -> Any:
+        calls.append(value)
+        return original(value, options)
+
+    monkeypatch.setattr(known_type_names, "suggestion_list", counting)
+    return calls
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+async def test_validation_stops_after_a_few_errors(
+    start_api: StartApi, suggestion_calls: list[str], env: str
+) -> None:
+    """Suggestions (development) are looked for at most MAX_VALIDATION_ERRORS times; with them
+    off (production) never, rather than computed and then cut from the message."""
+    from schema.limits import MAX_VALIDATION_ERRORS
+
+    api = await start_api(APP_ENV=env)
+    _, body, _ = await api.post(f"# {secrets.token_hex(8)}\n{UNKNOWN_TYPES}")
+    assert body.get("data") is None
+    errors = body["errors"]
+    assert len(errors) == MAX_VALIDATION_ERRORS + 1, len(errors)
+    assert "error limit reached" in errors[-1]["message"]
+    if env == "production":
+        assert suggestion_calls == []
+        assert not any("Did you mean" in error["message"] for error in errors)
+    else:
+        assert 0 < len(suggestion_calls) <= MAX_VALIDATION_ERRORS + 1
+
+
 async def test_query_text_over_max_query_bytes_is_refused_before_parsing(
     start_api: StartApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
