@@ -33,7 +33,7 @@ from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from api.settings import Settings
 from schema.cost import CostLimits, EmptySelectionError, OverLimitError, check_document
 from schema.documents import TOO_COMPLEX, ValidationResults
-from schema.text_input import NoControlCharactersRule
+from schema.text_input import NoControlCharactersRule, NumberLiteralLengthRule
 
 
 class _TaggingContext:
@@ -188,7 +188,8 @@ def limits_for(settings: Settings) -> Limits:
     )
     return Limits(
         cost,
-        tuple(too_complex(rule) for rule in rules),
+        # Untagged: BAD_USER_INPUT, but in this first pass, before a rule converts the number.
+        (*(too_complex(rule) for rule in rules), NumberLiteralLengthRule),
         hide_suggestions=not settings.field_suggestions,
     )
 

@@ -62,6 +62,29 @@ async def test_control_characters_in_literals_are_bad_user_input(api: Api) -> No
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "field": "email"}
 
 
+LONG_NUMBERS = {
+    "int-argument": ("{ notes(first: " + "9" * 5000 + ") { totalCount } }", "first"),
+    "int-default": (
+        "query($x: Int = " + "9" * 5000 + ") { notes(first: $x) { totalCount } }",
+        "x",
+    ),
+    "float-argument": ("{ notes(first: " + "9" * 5000 + ".5) { totalCount } }", "first"),
+}
+
+
+@pytest.mark.parametrize("query,field", list(LONG_NUMBERS.values()), ids=list(LONG_NUMBERS))
+async def test_number_literals_too_long_to_convert_are_bad_user_input(
+    api: Api, caplog: pytest.LogCaptureFixture, query: str, field: str
+) -> None:
+    """Python refuses int() of over 4,300 digits: that was a 500 and a traceback."""
+    status, body, _ = await api.post(query)
+    assert status == 200, body
+    assert body.get("data") is None
+    assert code(body) == "BAD_USER_INPUT", body
+    assert body["errors"][0]["extensions"]["field"] == field
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
 async def test_tab_and_newlines_are_still_text(api: Api) -> None:
     pair = await api.register()
     create = "mutation($t: String!, $b: String!) { createNote(title: $t, body: $b) { body } }"
