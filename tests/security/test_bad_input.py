@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import socket
 import time
@@ -82,6 +84,34 @@ async def test_number_literals_too_long_to_convert_are_bad_user_input(
     assert body.get("data") is None
     assert code(body) == "BAD_USER_INPUT", body
     assert body["errors"][0]["extensions"]["field"] == field
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_user_agent_that_is_not_utf8_is_stored_as_text(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp keeps the byte 0xff as a lone surrogate: that reached the database (a 500).
+    U+0085 (NEL, UTF-8 c2 85) is a control character: dropped."""
+    body = json.dumps(
+        {"query": REGISTER, "variables": {"email": "ua@example.com", "password": "correct horse"}}
+    ).encode()
+    raw = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"User-Agent: curl\xff\xc2\x85/8\r\nConnection: close\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(raw)
+    answer = await reader.read()
+    writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), answer
+    registered = json.loads(payload)
+    assert "errors" not in registered, registered
+    token = registered["data"]["register"]["accessToken"]
+    sessions = await api.gql("{ mySessions { userAgent } }", token=token)
+    assert sessions["data"]["mySessions"] == [{"userAgent": "curl\ufffd/8"}]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
