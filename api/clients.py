@@ -7,7 +7,7 @@ import re
 from aiohttp import web
 
 from api.auth.sessions import ClientInfo
-from api.networks import TrustedNetworks, parse_address
+from api.networks import TrustedNetworks, parse_address, parse_forwarded
 
 
 def forwarded_for(request: web.Request) -> list[str]:
@@ -31,7 +31,7 @@ def client_ip(request: web.Request, trusted: TrustedNetworks) -> str | None:
     address = peer
     # Walk from the nearest hop back: the first address not ours is the client.
     for hop in reversed([hop for hop in forwarded_for(request) if hop.strip()]):
-        parsed = parse_address(hop)
+        parsed = parse_forwarded(hop)
         if parsed is None:
             # Not an address (a forged or garbled entry): believe nothing past it.
             break
