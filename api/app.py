@@ -13,10 +13,12 @@ from aiohttp import web
 
 from api import db
 from api.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.clients import client_ip
 from api.clock import Clock, system_clock
 from api.graphiql import add_graphiql_assets
 from api.metrics import metrics_handler
 from api.middleware import cors, hide_server_version, security_headers
+from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.overload import LoopLag, in_flight_limit
 from api.services import Services
 from api.settings import Settings
@@ -101,12 +103,19 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     from schema.context import AuthGraphQLView
 
     hide_server_version()
+    trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
             security_headers,
             cors(settings.cors_origins),
-            in_flight_limit(settings.max_in_flight, settings.max_websockets),
+            in_flight_limit(
+                settings.max_in_flight,
+                settings.max_websockets,
+                sockets_per_client=settings.max_websockets_per_ip,
+                client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
+                protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            ),
         ]
     )
     app[SETTINGS_KEY] = settings

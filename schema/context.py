@@ -25,7 +25,13 @@ from api.networks import TrustedNetworks, parse_networks
 from api.services import Services
 from api.settings import Settings
 from schema.http import GraphQLHTTPView
-from schema.websocket import AuthTransportWSHandler, TextWebSocketAdapter, close_all
+from schema.websocket import (
+    AuthTransportWSHandler,
+    SocketOwners,
+    TextWebSocketAdapter,
+    TokenWatch,
+    close_all,
+)
 
 
 class BatchRefusedError(Exception):
@@ -93,9 +99,12 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
             parse_networks("TRUSTED_PROXIES", settings.trusted_proxies)
         )
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.socket_owners = SocketOwners(settings.max_websockets_per_user)
+        self.token_watch = TokenWatch()
 
     async def close_sockets(self, app: web.Application) -> None:
         """on_shutdown: say goodbye (1001) to open WebSockets instead of holding the exit."""
+        await self.token_watch.stop()
         await close_all(list(self.sockets))
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:

@@ -74,7 +74,7 @@ LONG_NUMBERS = {
 }
 
 
-@pytest.mark.parametrize("query,field", list(LONG_NUMBERS.values()), ids=list(LONG_NUMBERS))
+@pytest.mark.parametrize(("query", "field"), list(LONG_NUMBERS.values()), ids=list(LONG_NUMBERS))
 async def test_number_literals_too_long_to_convert_are_bad_user_input(
     api: Api, caplog: pytest.LogCaptureFixture, query: str, field: str
 ) -> None:

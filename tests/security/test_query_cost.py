@@ -110,9 +110,7 @@ async def test_healthz_answers_while_tricks_arrive(prod: Api, overlap_calls: lis
 
 # 100 inline fragments on unknown type names that look like one in the schema: graphql-core
 # compares each with every type name for its "Did you mean" (the attack: ~170 ms, 3.2 KB).
-UNKNOWN_TYPES = (
-    "{ " + " ".join(f"... on Subscriptio{i:x} {{ f{i} }}" for i in range(100)) + " }"
-)
+UNKNOWN_TYPES = "{ " + " ".join(f"... on Subscriptio{i:x} {{ f{i} }}" for i in range(100)) + " }"
 
 
 @pytest.fixture
