@@ -17,7 +17,7 @@ from api.clients import client_ip
 from api.clock import Clock, system_clock
 from api.graphiql import add_graphiql_assets
 from api.metrics import metrics_handler
-from api.middleware import cors, hide_server_version, security_headers
+from api.middleware import cors, hide_server_version, identity_bodies_only, security_headers
 from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.overload import LoopLag, in_flight_limit
 from api.services import Services
@@ -108,6 +108,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app = web.Application(
         middlewares=[
             security_headers,
+            identity_bodies_only,
             cors(settings.cors_origins),
             in_flight_limit(
                 settings.max_in_flight,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import socket
@@ -143,3 +144,28 @@ def test_a_malformed_request_logs_one_warning_and_no_traceback(tmp_path: Any, ra
         log = server.log()
     assert "Traceback" not in log and " ERROR " not in log, log
     assert log.count("malformed HTTP request refused") == 1, log
+
+
+# (br: without the Brotli package aiohttp's parser itself answers 400 and closes.)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "x-anything"])
+async def test_a_compressed_body_is_refused_without_reading_it(api: Api, encoding: str) -> None:
+    """aiohttp would inflate it and, after the answer, drain the rest (1 MB of gzip: 1 GB, a
+    worker stalled for seconds): 415 at once, and the connection closed, body unread."""
+    start = gzip.compress(b'{"query": "{ __typename }", "x": "' + b"a" * 100_000)[:1000]
+    head = (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Encoding: " + encoding.encode() + b"\r\nContent-Length: 10000000\r\n\r\n"
+    )
+    server = api.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    writer.write(head + start)  # 1 KB of a 10 MB body, the rest never sent
+    answer = await asyncio.wait_for(reader.read(), timeout=10)  # EOF: the server closed
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 415"), answer
+    assert b"\r\nConnection: close\r\n" in answer, answer
+    assert b"X-Content-Type-Options: nosniff" in answer, answer
+
+
+async def test_identity_bodies_are_still_read(api: Api) -> None:
+    status, body, _ = await api.post("{ __typename }", **{"Content-Encoding": "identity"})
+    assert status == 200, body
