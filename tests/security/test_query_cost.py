@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,9 +171,35 @@ async def test_query_text_over_max_query_bytes_is_refused_before_parsing(
     assert parsed == [within]
 
 
-async def test_many_large_documents_keep_memory_bounded(tmp_path: Path) -> None:
-    """Distinct ~60 KB documents of 2,000 tokens (~0.5-1.2 MB each once parsed): the cache
-    keeps at most QUERY_CACHE_BYTES of them, so RSS grows by less than that plus 40 MiB."""
+def _many_tokens(n: int) -> str:
+    return "".join(f"#{n:06d}{secrets.token_hex(12)}\n" for _ in range(1990)) + "{ __typename }"
+
+
+def _astral(n: int) -> str:
+    # One astral character: CPython stores the whole text at 4 bytes per character, and
+    # the comment's token keeps its own copy (~0.5 MB for 65,000 characters).
+    return f"#\U0001f600{n:06d}{secrets.token_hex(8)}" + "x" * 65_000 + "\n{ __typename }"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _many_tokens,
+        pytest.param(
+            _astral,
+            # The cache now charges what tracemalloc sees (~0.52 MB each, 16 MiB kept), but
+            # the live worker's RSS still grows ~55-60 MiB: not yet explained (allocator?).
+            marks=pytest.mark.xfail(reason="RSS past the cache budget, cause open"),
+        ),
+    ],
+    ids=["many-tokens", "astral"],
+)
+async def test_many_large_documents_keep_memory_bounded(
+    tmp_path: Path, document: Callable[[int], str]
+) -> None:
+    """Distinct ~60 KB documents of 2,000 tokens (~0.5-1.2 MB each once parsed), or of one
+    comment with an astral character (~0.5 MB): the cache keeps at most QUERY_CACHE_BYTES of
+    them, so RSS grows by less than that plus 40 MiB."""
     budget_mib = 16
 
     def rss_mib(pid: int) -> float:
@@ -186,8 +213,7 @@ async def test_many_large_documents_keep_memory_bounded(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as session:
 
             async def send(n: int) -> None:
-                comments = "".join(f"#{n:06d}{secrets.token_hex(12)}\n" for _ in range(1990))
-                body = {"query": comments + "{ __typename }"}
+                body = {"query": document(n)}
                 async with session.post(server.graphql, json=body) as resp:
                     assert resp.status == 200, await resp.text()
 
