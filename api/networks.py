@@ -32,6 +32,30 @@ def parse_address(raw: str) -> IPAddress | None:
     return address
 
 
+def parse_forwarded(raw: str) -> IPAddress | None:
+    """One X-Forwarded-For entry as an address: bare, with a port (`1.2.3.4:5678`), or
+    bracketed IPv6 with or without one (`[2001:db8::1]`, `[2001:db8::1]:443`), as some
+    proxies write them; None for anything else."""
+    entry = raw.strip()
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or (rest and not _is_port(rest)):
+            return None
+        return parse_address(host) if ":" in host else None
+    host, colon, port = entry.partition(":")
+    if colon and ":" not in port:  # one colon: IPv4 and a port (IPv6 has two or more)
+        return parse_address(host) if _is_port(":" + port) and "." in host else None
+    return parse_address(entry)
+
+
+def _is_port(text: str) -> bool:
+    """`:` and a port number (1 to 65535)."""
+    digits = text[1:]
+    return (
+        text.startswith(":") and digits.isascii() and digits.isdigit() and 0 < int(digits) < 65536
+    )
+
+
 def parse_networks(name: str, entries: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Addresses and CIDR ranges (`10.0.0.0/8`, `2001:db8::/32`); ValueError naming `name`
     and the entry for anything else (a range with host bits set included: likely a typo)."""

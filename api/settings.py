@@ -88,6 +88,8 @@ class Settings:
     password_hash_nice: int = 5
     max_in_flight: int = 1000
     max_websockets: int = 1000
+    max_websockets_per_user: int = 10
+    max_websockets_per_ip: int = 50
     ws_init_timeout: float = 5.0
     data_dir: str = "data"
     log_format: str = "text"
@@ -367,6 +369,8 @@ def load_settings(
         password_hash_nice=_int(env, "PASSWORD_HASH_NICE", 5, low=0),
         max_in_flight=_int(env, "MAX_IN_FLIGHT", 1000, low=1),
         max_websockets=_int(env, "MAX_WEBSOCKETS", 1000, low=0),
+        max_websockets_per_user=_int(env, "MAX_WEBSOCKETS_PER_USER", 10, low=1),
+        max_websockets_per_ip=_int(env, "MAX_WEBSOCKETS_PER_IP", 50, low=1),
         ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", 5.0, low=0.1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),

@@ -190,6 +190,14 @@ DOCS: dict[str, SettingDoc] = {
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"
     ),
+    "max_websockets_per_user": SettingDoc(
+        "authenticated WebSockets one user may hold open per worker; past it "
+        "`connection_init` is answered by a close with 4429 `RATE_LIMITED`"
+    ),
+    "max_websockets_per_ip": SettingDoc(
+        "WebSockets open at once per client address (an IPv6 client's /64) per worker; past it "
+        "the handshake gets `429` + `RATE_LIMITED` + `Retry-After: 1`"
+    ),
     "ws_init_timeout": SettingDoc(
         "seconds a new WebSocket has to send `connection_init` before it is closed with 4408"
     ),

@@ -111,6 +111,15 @@ def attacks(repeats: int, aliases: int, fields: int) -> dict[str, str]:
         + " ".join(f"...G{i}" for i in range(30))
         + " } }",
     }
+    # "Did you mean": each unknown name is compared with every type name (edit distance).
+    doc["100 inline fragments on unknown types like Subscription"] = (
+        "{ "
+        + " ".join(
+            f"... on {('Subscription' * 2)[: 16 - len(f'{i:x}')]}{i:x} {{ f{i} }}"
+            for i in range(100)
+        )
+        + " }"
+    )
     user = "id email displayName roles isActive emailVerified createdAt lastLoginAt"
     doc["fields budget spent through one fragment"] = (
         f"fragment U on User {{ {user} }} {{ "

@@ -2,14 +2,17 @@
 on a digest of the text and bounded in bytes, and the parse step that fills it.
 
 A text over MAX_QUERY_BYTES is refused with QUERY_TOO_COMPLEX before it is hashed or parsed.
-An entry is charged its text plus a fixed cost per token: a parsed document keeps every
-token (comments included, ~600 bytes each here), so 2,000 tokens hold ~1.2 MB whatever the
-text's length; the cache drops its least recently used entries past its byte budget.
+An entry is charged the memory its text and its tokens' own text take (sys.getsizeof: one
+astral character makes CPython store a whole text at 4 bytes per character, and a comment's
+token keeps its own copy) plus a fixed cost per token: a parsed document keeps every token
+(comments included, ~600 bytes each here), so 2,000 tokens hold ~1.2 MB whatever the text's
+length; the cache drops its least recently used entries past its byte budget.
 """
 
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +28,14 @@ BYTES_PER_TOKEN = 600  # measured with tracemalloc: AST node + token objects per
 
 def document_weight(query: str, document: DocumentNode) -> int:
     """What keeping `document` costs in memory, roughly: its text and its tokens."""
-    tokens = 0
+    weight = sys.getsizeof(query)
     token = document.loc.start_token if document.loc is not None else None
     while token is not None:
-        tokens += 1
+        weight += BYTES_PER_TOKEN
+        if token.value:  # its own string (a comment's text, a name, a number)
+            weight += sys.getsizeof(token.value)
         token = token.next
-    return len(query) + BYTES_PER_TOKEN * tokens
+    return weight
 
 
 @dataclass(slots=True)

@@ -20,18 +20,20 @@ from graphql import (
     NoSchemaIntrospectionCustomRule,
     ValidationContext,
     ValidationRule,
+    validate,
 )
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     SchemaExtension,
 )
-from strawberry.schema.schema import validate_document
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
 from api.settings import Settings
 from schema.cost import CostLimits, EmptySelectionError, OverLimitError, check_document
 from schema.documents import TOO_COMPLEX, ValidationResults
-from schema.text_input import NoControlCharactersRule
+from schema.text_input import NoControlCharactersRule, NumberLiteralLengthRule
 
 
 class _TaggingContext:
@@ -87,12 +89,41 @@ class TagTokenLimit(SchemaExtension):
             raise
 
 
+# graphql-core stops after this many errors (its default is 100): with suggestions on, each
+# unknown name is compared with every name in the schema, ~2 ms per error here.
+MAX_VALIDATION_ERRORS = 10
+# strawberry's own rules, which its validate_document adds to every list.
+_STRAWBERRY_RULES: tuple[type[ASTValidationRule], ...] = (
+    MaybeNullValidationRule,
+    OneOfInputValidationRule,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     """The MAX_* settings as checks: the collected-fields walk, then the limit rules."""
 
     cost: CostLimits
     rules: tuple[type[ASTValidationRule], ...]
+    hide_suggestions: bool = True
+    max_errors: int = MAX_VALIDATION_ERRORS
+
+    def _run(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        # graphql-core's validate, not strawberry's validate_document: that one passes neither
+        # hide_suggestions (the edit distances to every name are computed, then cut from the
+        # message) nor max_errors.
+        return validate(
+            schema,
+            document,
+            (*rules, *_STRAWBERRY_RULES),
+            max_errors=self.max_errors,
+            hide_suggestions=self.hide_suggestions,
+        )
 
     def validate(
         self,
@@ -110,9 +141,9 @@ class Limits:
             return (GraphQLError(str(error), extensions={"code": TOO_COMPLEX}),)
         except EmptySelectionError as error:
             return (GraphQLError(str(error)),)
-        found = validate_document(schema, document, self.rules)
+        found = self._run(schema, document, self.rules)
         if not found:
-            found = validate_document(schema, document, rules)
+            found = self._run(schema, document, rules)
         return tuple(found)
 
 
@@ -155,7 +186,12 @@ def limits_for(settings: Settings) -> Limits:
         max_directives_rule(settings.max_directives),
         MaxIntrospectionDepthRule,  # graphql-core's (circular introspection), tagged
     )
-    return Limits(cost, tuple(too_complex(rule) for rule in rules))
+    return Limits(
+        cost,
+        # Untagged: BAD_USER_INPUT, but in this first pass, before a rule converts the number.
+        (*(too_complex(rule) for rule in rules), NumberLiteralLengthRule),
+        hide_suggestions=not settings.field_suggestions,
+    )
 
 
 def limit_extensions(

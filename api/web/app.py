@@ -13,12 +13,14 @@ from aiohttp import web
 from api.clock import Clock, system_clock
 from api.db import connection as db
 from api.infra.tasks import cancel_all
+from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.services import Services
 from api.settings import Settings
 from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.clients import client_ip
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
-from api.web.middleware import cors, hide_server_version, security_headers
+from api.web.middleware import cors, hide_server_version, identity_bodies_only, security_headers
 from api.web.overload import LoopLag, in_flight_limit
 from api.web.telemetry import add_telemetry
 
@@ -105,12 +107,20 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     from schema.build import build_schema
 
     hide_server_version()
+    trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
             security_headers,
+            identity_bodies_only,
             cors(settings.cors_origins),
-            in_flight_limit(settings.max_in_flight, settings.max_websockets),
+            in_flight_limit(
+                settings.max_in_flight,
+                settings.max_websockets,
+                sockets_per_client=settings.max_websockets_per_ip,
+                client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
+                protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            ),
         ]
     )
     app[SETTINGS_KEY] = settings

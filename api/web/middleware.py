@@ -1,4 +1,5 @@
-"""HTTP middleware: security headers on every response, and CORS for listed origins only."""
+"""HTTP middleware: security headers on every response, CORS for listed origins only, and no
+compressed request bodies."""
 
 from __future__ import annotations
 
@@ -30,6 +31,13 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         response = exc
     if response.prepared:  # WebSockets and streams: headers are gone already
         return response
+    _add_security_headers(request, response)
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -38,8 +46,26 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         headers["Cache-Control"] = "no-store"
     # Pages that need more (GraphiQL, api/web/graphiql.py) set their own policy first.
     headers.setdefault("Content-Security-Policy", _STRICT_CSP)
-    if isinstance(response, web.HTTPException):
-        raise response
+
+
+@web.middleware
+async def identity_bodies_only(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """415 for a request body with a Content-Encoding (gzip, deflate, br, ...), and the
+    connection closed without reading the rest.
+
+    aiohttp inflates such a body as it arrives, and after answering it drains what is left
+    to keep the connection: 1 MB of gzip (1 GB inflated) stalled the worker for seconds."""
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return await handler(request)
+    response = web.json_response(
+        {"errors": [{"message": "Compressed request bodies are not accepted."}]}, status=415
+    )
+    response.force_close()
+    _add_security_headers(request, response)  # prepared here: security_headers cannot
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # no draining: the rest of the body is never read
     return response
 
 

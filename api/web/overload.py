@@ -3,8 +3,9 @@
 Tortoise hands out pooled connections with no limit on the wait, and every waiting request
 holds memory: past the bound, a new request is answered at once with 503, the contract code
 SERVICE_UNAVAILABLE and `Retry-After`, so a flood costs quick refusals, not growing latency.
-WebSockets live long, so they count on their own limit; only a real handshake (a GET with
-the WebSocket headers) is a socket. The health endpoints are not counted.
+WebSockets live long, so they count on their own limit, and at most MAX_WEBSOCKETS_PER_IP
+come from one client address (an IPv6 client's /64); only a handshake aiohttp would accept
+is a socket. The health endpoints are not counted.
 
 LoopLag tells a saturated worker from a slow operation: an operation cut by EXECUTION_TIMEOUT
 while the worker is saturated is answered SERVICE_UNAVAILABLE ("retry later"), not
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -29,32 +32,58 @@ _BODY = json.dumps(
 )
 
 
+_PER_IP_BODY = json.dumps(
+    {
+        "errors": [
+            {
+                "message": "Too many WebSockets open from this address.",
+                "extensions": {"code": "RATE_LIMITED", "retryAfter": 1},
+            }
+        ]
+    }
+)
+
+
 def _refused() -> web.Response:
     return web.Response(
         text=_BODY, status=503, content_type="application/json", headers={"Retry-After": "1"}
     )
 
 
-def _tokens(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",")}
-
-
-def is_websocket_handshake(request: web.Request) -> bool:
-    """A WebSocket opening handshake (RFC 6455, 4.1): GET, Upgrade and Connection, a key."""
-    headers = request.headers
-    return (
-        request.method == "GET"
-        and "websocket" in _tokens(headers.get("Upgrade", ""))
-        and "upgrade" in _tokens(",".join(headers.getall("Connection", ())))
-        and "Sec-WebSocket-Key" in headers
+def _too_many_from() -> web.Response:
+    return web.Response(
+        text=_PER_IP_BODY,
+        status=429,
+        content_type="application/json",
+        headers={"Retry-After": "1"},
     )
 
 
-def in_flight_limit(limit: int, sockets_limit: int, path: str = "/graphql") -> Middleware:
+def is_websocket_handshake(request: web.Request, protocols: Sequence[str] = ()) -> bool:
+    """A WebSocket opening handshake aiohttp would accept: GET, Upgrade and Connection, a
+    16-byte key and a version it speaks. A fake one (a bad key, version 99) is an ordinary
+    request, counted against MAX_IN_FLIGHT."""
+    if request.method != "GET" or "Upgrade" not in request.headers:
+        return False
+    return web.WebSocketResponse(protocols=protocols).can_prepare(request).ok
+
+
+def in_flight_limit(
+    limit: int,
+    sockets_limit: int,
+    *,
+    sockets_per_client: int,
+    client_key: Callable[[web.Request], str],
+    protocols: Sequence[str] = (),
+    path: str = "/graphql",
+) -> Middleware:
     """A middleware refusing requests to `path` while `limit` of them are in progress, and
-    WebSocket handshakes while `sockets_limit` sockets are open."""
+    WebSocket handshakes while `sockets_limit` sockets are open (503) or while the client
+    (`client_key`) has `sockets_per_client` open (429)."""
     in_flight = 0
     sockets = 0
+    per_client: Counter[str] = Counter()
+    full_clients: set[str] = set()  # warned about once until one of their sockets closes
     shedding = sockets_full = False
 
     @web.middleware
@@ -64,18 +93,29 @@ def in_flight_limit(limit: int, sockets_limit: int, path: str = "/graphql") -> M
             return await handler(request)
         # Only a real handshake is exempt from MAX_IN_FLIGHT: any other request claiming
         # `Upgrade: websocket` (a POST) is an ordinary request.
-        if is_websocket_handshake(request):
+        if is_websocket_handshake(request, protocols):
             if sockets >= sockets_limit:
                 if not sockets_full:
                     sockets_full = True
                     log.warning("overload: %d WebSockets open; refusing new ones", sockets)
                 return _refused()
+            key = client_key(request)
+            if per_client[key] >= sockets_per_client:
+                if key not in full_clients:
+                    full_clients.add(key)
+                    log.warning("%d WebSockets open from %s; refusing more", per_client[key], key)
+                return _too_many_from()
             sockets_full = False
             sockets += 1
+            per_client[key] += 1
             try:  # the handler returns when the socket closes
                 return await handler(request)
             finally:
                 sockets -= 1
+                per_client[key] -= 1
+                full_clients.discard(key)
+                if per_client[key] <= 0:
+                    del per_client[key]
         if in_flight >= limit:
             if not shedding:  # once per episode, not once per refused request
                 shedding = True

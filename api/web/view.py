@@ -19,7 +19,13 @@ from api.settings import Settings
 from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY
 from api.web.clients import client_info
 from api.web.http import GraphQLHTTPView
-from api.web.websocket import AuthTransportWSHandler, TextWebSocketAdapter, close_all
+from api.web.websocket import (
+    AuthTransportWSHandler,
+    SocketOwners,
+    TextWebSocketAdapter,
+    TokenWatch,
+    close_all,
+)
 from schema.context import Context
 from schema.transport import COOKIE, BodyTransport, CookieTransport, Transport
 
@@ -48,10 +54,13 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
             parse_networks("TRUSTED_PROXIES", settings.trusted_proxies)
         )
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+        self.socket_owners = SocketOwners(settings.max_websockets_per_user)
+        self.token_watch = TokenWatch()
         self.cookie_origins = CookieTransport.origins(settings) if settings.refresh_cookie else None
 
     async def close_sockets(self, app: web.Application) -> None:
         """on_shutdown: say goodbye (1001) to open WebSockets instead of holding the exit."""
+        await self.token_watch.stop()
         await close_all(list(self.sockets))
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:

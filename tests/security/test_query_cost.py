@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,48 @@ async def test_healthz_answers_while_tricks_arrive(prod: Api, overlap_calls: lis
     assert overlap_calls == []
 
 
+# 100 inline fragments on unknown type names that look like one in the schema: graphql-core
+# compares each with every type name for its "Did you mean" (the attack: ~170 ms, 3.2 KB).
+UNKNOWN_TYPES = "{ " + " ".join(f"... on Subscriptio{i:x} {{ f{i} }}" for i in range(100)) + " }"
+
+
+@pytest.fixture
+def suggestion_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each unknown type name graphql-core looked for suggestions for."""
+    from graphql.validation.rules import known_type_names
+
+    calls: list[str] = []
+    original = known_type_names.suggestion_list
+
+    def counting(value: str, options: Any) -> Any:
+        calls.append(value)
+        return original(value, options)
+
+    monkeypatch.setattr(known_type_names, "suggestion_list", counting)
+    return calls
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+async def test_validation_stops_after_a_few_errors(
+    start_api: StartApi, suggestion_calls: list[str], env: str
+) -> None:
+    """Suggestions (development) are looked for at most MAX_VALIDATION_ERRORS times; with them
+    off (production) never, rather than computed and then cut from the message."""
+    from schema.limits import MAX_VALIDATION_ERRORS
+
+    api = await start_api(APP_ENV=env)
+    _, body, _ = await api.post(f"# {secrets.token_hex(8)}\n{UNKNOWN_TYPES}")
+    assert body.get("data") is None
+    errors = body["errors"]
+    assert len(errors) == MAX_VALIDATION_ERRORS + 1, len(errors)
+    assert "error limit reached" in errors[-1]["message"]
+    if env == "production":
+        assert suggestion_calls == []
+        assert not any("Did you mean" in error["message"] for error in errors)
+    else:
+        assert 0 < len(suggestion_calls) <= MAX_VALIDATION_ERRORS + 1
+
+
 async def test_query_text_over_max_query_bytes_is_refused_before_parsing(
     start_api: StartApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,9 +171,35 @@ async def test_query_text_over_max_query_bytes_is_refused_before_parsing(
     assert parsed == [within]
 
 
-async def test_many_large_documents_keep_memory_bounded(tmp_path: Path) -> None:
-    """Distinct ~60 KB documents of 2,000 tokens (~0.5-1.2 MB each once parsed): the cache
-    keeps at most QUERY_CACHE_BYTES of them, so RSS grows by less than that plus 40 MiB."""
+def _many_tokens(n: int) -> str:
+    return "".join(f"#{n:06d}{secrets.token_hex(12)}\n" for _ in range(1990)) + "{ __typename }"
+
+
+def _astral(n: int) -> str:
+    # One astral character: CPython stores the whole text at 4 bytes per character, and
+    # the comment's token keeps its own copy (~0.5 MB for 65,000 characters).
+    return f"#\U0001f600{n:06d}{secrets.token_hex(8)}" + "x" * 65_000 + "\n{ __typename }"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _many_tokens,
+        pytest.param(
+            _astral,
+            # The cache now charges what tracemalloc sees (~0.52 MB each, 16 MiB kept), but
+            # the live worker's RSS still grows ~55-60 MiB: not yet explained (allocator?).
+            marks=pytest.mark.xfail(reason="RSS past the cache budget, cause open"),
+        ),
+    ],
+    ids=["many-tokens", "astral"],
+)
+async def test_many_large_documents_keep_memory_bounded(
+    tmp_path: Path, document: Callable[[int], str]
+) -> None:
+    """Distinct ~60 KB documents of 2,000 tokens (~0.5-1.2 MB each once parsed), or of one
+    comment with an astral character (~0.5 MB): the cache keeps at most QUERY_CACHE_BYTES of
+    them, so RSS grows by less than that plus 40 MiB."""
     budget_mib = 16
 
     def rss_mib(pid: int) -> float:
@@ -144,8 +213,7 @@ async def test_many_large_documents_keep_memory_bounded(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as session:
 
             async def send(n: int) -> None:
-                comments = "".join(f"#{n:06d}{secrets.token_hex(12)}\n" for _ in range(1990))
-                body = {"query": comments + "{ __typename }"}
+                body = {"query": document(n)}
                 async with session.post(server.graphql, json=body) as resp:
                     assert resp.status == 200, await resp.text()
 
