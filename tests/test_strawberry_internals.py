@@ -23,13 +23,13 @@ INTERNALS: list[tuple[str, Callable[[], object], tuple[str, ...], str]] = [
         "GraphQLView._handle_errors",
         lambda: GraphQLView._handle_errors,
         ("errors", "response_data"),
-        "api/web/http.py GraphGateView._run_json_post",
+        "api/web/http.py GraphQLHTTPView._run_json_post",
     ),
     (
         "GraphQLView._stream_transport_map",
         lambda: GraphQLView._stream_transport_map,
         (),
-        "api/web/http.py GraphGateView._run_json_post (streaming over HTTP turns it off)",
+        "api/web/http.py GraphQLHTTPView._run_json_post (streaming over HTTP turns it off)",
     ),
     (
         "MaskErrors._process_result",
@@ -60,12 +60,6 @@ INTERNALS: list[tuple[str, Callable[[], object], tuple[str, ...], str]] = [
         lambda: strawberry_schema.StrawberryGraphQLCoreExecutionContext,
         (),
         "schema/execution.py GraphGateExecutionContext",
-    ),
-    (
-        "strawberry.schema.schema.validate_document",
-        lambda: strawberry_schema.validate_document,
-        ("schema", "document", "validation_rules"),
-        "schema/limits.py (validation of a document seen for the first time)",
     ),
     (
         "strawberry.execution.optimized_is_awaitable",
