@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import DocumentNode, GraphQLError, Token
-from graphql.language.parser import Parser
+from graphql.language.parser import Parser, nested_too_deeply_error
 from strawberry.extensions import SchemaExtension
 
 from api.errors import QueryTooComplexError
@@ -53,7 +53,10 @@ def parse_unlinked(query: str, options: Mapping[str, Any]) -> tuple[DocumentNode
     start and end tokens."""
     parser = Parser(query, **options)
     try:
-        document = parser.parse_document()
+        try:
+            document = parser.parse_document()
+        except RecursionError:  # as `parse` does: a syntax error, not a crash
+            raise nested_too_deeply_error(parser) from None
         return document, document_weight(query, document)
     finally:
         _unlink(parser._lexer.token)  # graphql-core's own lexer: its last token

@@ -169,3 +169,27 @@ async def test_a_compressed_body_is_refused_without_reading_it(api: Api, encodin
 async def test_identity_bodies_are_still_read(api: Api) -> None:
     status, body, _ = await api.post("{ __typename }", **{"Content-Encoding": "identity"})
     assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ notes(first: " + "[" * 2000 + "1" + "]" * 2000 + ") { totalCount } }",
+        '{ user(id: "x") { id } } query Q($v: Int = '
+        + "{a: " * 1500
+        + "1"
+        + "}" * 1500
+        + ") { me { id } }",
+        "{ " + "me { " * 1500 + "id" + " }" * 1500 + " }",
+    ],
+    ids=["list", "object", "selections"],
+)
+async def test_a_document_nested_too_deeply_is_a_syntax_error(
+    api: Api, query: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """graphql-core's own words for it, not INTERNAL_SERVER_ERROR and a 2,000-line traceback."""
+    with caplog.at_level(logging.WARNING):
+        status, body, _ = await api.post(query)
+    assert code(body) != "INTERNAL_SERVER_ERROR", body
+    assert "nested too deeply" in body["errors"][0]["message"], body
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
