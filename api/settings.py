@@ -91,6 +91,7 @@ class Settings:
     max_websockets_per_user: int = 10
     max_websockets_per_ip: int = 50
     ws_init_timeout: float = 5.0
+    max_subscriptions_per_socket: int = 10
     data_dir: str = "data"
     log_format: str = "text"
     metrics_token: str = ""
@@ -372,6 +373,7 @@ def load_settings(
         max_websockets_per_user=_int(env, "MAX_WEBSOCKETS_PER_USER", 10, low=1),
         max_websockets_per_ip=_int(env, "MAX_WEBSOCKETS_PER_IP", 50, low=1),
         ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", 5.0, low=0.1),
+        max_subscriptions_per_socket=_int(env, "MAX_SUBSCRIPTIONS_PER_SOCKET", 10, low=1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
         metrics_token=metrics_token,

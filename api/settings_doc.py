@@ -198,6 +198,10 @@ DOCS: dict[str, SettingDoc] = {
         "WebSockets open at once per client address (an IPv6 client's /64) per worker; past it "
         "the handshake gets `429` + `RATE_LIMITED` + `Retry-After: 1`"
     ),
+    "max_subscriptions_per_socket": SettingDoc(
+        "subscriptions one WebSocket may run at once (an event is sent once per subscription: "
+        "with `MAX_WEBSOCKETS_PER_USER`, it bounds what one note change can fan out)"
+    ),
     "ws_init_timeout": SettingDoc(
         "seconds a new WebSocket has to send `connection_init` before it is closed with 4408"
     ),

@@ -13,13 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from graphql import (
+    DirectiveNode,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    ValueNode,
 )
 
 
@@ -29,7 +33,9 @@ class CostLimits:
 
     max_depth: int  # nesting of fields (introspection fields excluded), top level is 0
     max_repeats: int  # fields answering under one response key in one merged selection
-    max_fields: int  # fields, fragment spreads and variables in the whole expanded document
+    # fields, fragment spreads, variables and argument values (each list item and object
+    # field) in the whole expanded document: every one is visited by each validation rule
+    max_fields: int
     max_aliases: int  # aliased fields in the whole expanded document
 
 
@@ -67,9 +73,25 @@ class _Walk:
         self.collected += 1
         if self.collected > self.limits.max_fields:
             raise OverLimitError(
-                f"'{self.name}' selects more than {self.limits.max_fields} fields "
-                "once its fragments are expanded."
+                f"'{self.name}' selects more than {self.limits.max_fields} fields, "
+                "arguments and values once its fragments are expanded."
             )
+
+    def values(self, node: ValueNode | None) -> None:
+        """Count a literal value node by node: a list of 2,000 items is 2,000 nodes that
+        every validation rule visits (send large inputs as variables)."""
+        pending = [node] if node is not None else []
+        while pending:
+            value = pending.pop()
+            self.count()
+            if isinstance(value, ListValueNode):
+                pending.extend(value.values)
+            elif isinstance(value, ObjectValueNode):
+                pending.extend(field.value for field in value.fields)
+
+    def arguments(self, node: FieldNode | DirectiveNode) -> None:
+        for argument in node.arguments or ():
+            self.values(argument.value)
 
     def selection_set(
         self,
@@ -117,6 +139,9 @@ class _Walk:
         expanding: frozenset[str],
     ) -> None:
         self.count()
+        self.arguments(node)
+        for directive in node.directives or ():
+            self.arguments(directive)
         key = (node.alias or node.name).value
         if node.alias is not None:
             self.aliases += 1
@@ -160,8 +185,9 @@ def check_document(document: DocumentNode, limits: CostLimits) -> int:
         if isinstance(definition, OperationDefinitionNode):
             walk.name = definition.name.value if definition.name else "anonymous"
             walk.check_depth = True
-            for _ in definition.variable_definitions or ():
+            for variable in definition.variable_definitions or ():
                 walk.count()  # each is checked and coerced: part of the budget
+                walk.values(variable.default_value)
             expanding: frozenset[str] = frozenset()
         elif isinstance(definition, FragmentDefinitionNode):
             walk.check_depth = False  # its depth counts where an operation spreads it

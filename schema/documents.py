@@ -83,10 +83,17 @@ class ValidationResults:
 
     The schema and the rules never change, so the text decides the outcome; strawberry's
     ValidationCache keys on the parsed document instead, and hashes every node of it on each
-    request. A text over `max_query_bytes` is never hashed nor kept."""
+    request. A text over `max_query_bytes` is never hashed nor kept.
+
+    A text is kept the second time it is seen: the first time only its digest is noted.
+    Clients send the same operations again and again; a flood of texts made distinct by a
+    random comment never fills the cache, whose objects every full garbage collection
+    walks (a full cache of large documents made each one a 50-60 ms pause)."""
 
     def __init__(self, max_entries: int, max_bytes: int, max_query_bytes: int) -> None:
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._seen: OrderedDict[bytes, None] = OrderedDict()  # digests seen once
+        self._max_seen = 4 * max_entries
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self.max_query_bytes = max_query_bytes
@@ -133,6 +140,11 @@ class ValidationResults:
         key = self._key(query)
         if key is None or key in self._entries:
             return
+        if self._seen.pop(key, False) is False:  # first sight: remember the digest only
+            self._seen[key] = None
+            if len(self._seen) > self._max_seen:
+                self._seen.popitem(last=False)
+            return
         entry = _Entry(document, document_weight(query, document) if weight is None else weight)
         self._entries[key] = entry
         self.bytes += entry.weight
@@ -143,8 +155,7 @@ class ValidationResults:
             self.bytes -= dropped.weight
 
     def put(self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode) -> None:
-        """Remember how a text validated."""
-        self.put_document(query, document)
+        """Remember how a text validated (when the text is kept: see `put_document`)."""
         entry = self._entry(query)
         if entry is not None:
             entry.errors = errors

@@ -143,6 +143,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         allowed_origins=settings.cors_origins,
         # A socket that never says connection_init is closed (4408) instead of holding a slot.
         connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout),
+        # One note change is one event per subscription: bound the fan-out per socket.
+        max_subscriptions_per_connection=settings.max_subscriptions_per_socket,
     )
     app.router.add_route("*", "/graphql", view)
     app.on_shutdown.append(view.close_sockets)

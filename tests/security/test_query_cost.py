@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from schema.documents import ValidationResults, parse_unlinked
 from tests.conftest import Api, code
 from tests.live import live_server
 from tests.security.conftest import StartApi
@@ -231,3 +232,36 @@ async def test_many_large_documents_keep_memory_bounded(
         f"RSS grew by {grown:.0f} MiB ({middle - before:.0f} by the middle)"
     )
     assert late < budget_mib / 2, f"RSS still grew by {late:.0f} MiB over the last 200"
+
+
+def test_a_text_is_kept_from_its_second_sighting() -> None:
+    """A flood of texts made distinct by a random comment never fills the document cache,
+    whose objects every full garbage collection walks; a client's repeated operation is kept
+    from its second sending on."""
+    cache = ValidationResults(16, 1 << 20, 65536)
+    for n in range(50):  # each seen once
+        text = f"#{secrets.token_hex(8)} {n}\n{{ __typename }}"
+        document, weight = parse_unlinked(text, {})
+        cache.put_document(text, document, weight)
+        assert cache.document(text) is None
+    assert cache.bytes == 0
+    text = "query Again { __typename }"
+    for _ in range(2):
+        document, weight = parse_unlinked(text, {})
+        cache.put_document(text, document, weight)
+    assert cache.document(text) is document
+    assert cache.bytes == weight
+
+
+async def test_literal_values_count_against_max_fields(api: Api) -> None:
+    """Every list item and object field of a literal is a node each validation rule visits:
+    2,000 of them cost ~45 ms to validate, so they count like fields (use variables)."""
+    roles = "[" + ", ".join(['"r"'] * 63) + "]"
+    fields = " ".join(
+        f'a{n}: setUserRoles(userId: "1", roles: {roles}) {{ id }}' for n in range(25)
+    )
+    body = await api.gql(f"mutation {{ {fields} }}")
+    assert code(body) == "QUERY_TOO_COMPLEX", body
+    assert "values" in body["errors"][0]["message"]
+    small = await api.gql('{ notes(first: 5) { totalCount } user(id: "x") { id } }')
+    assert code(small) != "QUERY_TOO_COMPLEX", small
