@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import REGISTER, code
-from tests.mailbox import CHANGE_EMAIL, StartApi
+from tests.helpers.graphql import REGISTER, code
+from tests.helpers.mailbox import CHANGE_EMAIL, StartApi
 
 REFUSED = [
     "x<attacker@evil.example>",

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from api.db.models import User
-from tests.conftest import Api, QueryCounter, code
-from tests.test_notes import field
-from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin
+from tests.helpers.api import Api, QueryCounter, make_admin
+from tests.helpers.graphql import SET_ACTIVE, SET_ROLES, code, field
 
 USERS = """query($first: Int, $after: String, $search: String) {
   users(first: $first, after: $after, search: $search) {

@@ -8,8 +8,9 @@ import logging
 import pytest
 
 from api.db.models import ActionToken, AuditEvent, Note, Session, User
-from tests.conftest import LOGIN, ME, REFRESH, code
-from tests.mailbox import (
+from tests.helpers.api import make_admin
+from tests.helpers.graphql import LOGIN, ME, REFRESH, code
+from tests.helpers.mailbox import (
     CHANGE_EMAIL,
     DELETE,
     REQUEST_RESET,
@@ -23,8 +24,7 @@ from tests.mailbox import (
     mails,
     start_with_mailbox,
 )
-from tests.test_notes import create_note
-from tests.test_sessions import make_admin
+from tests.helpers.notes import create_note
 
 ADA = "ada@example.com"
 

@@ -9,8 +9,9 @@ import time
 from api.clock import FrozenClock
 from api.db.models import ActionToken
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import Api, code
-from tests.mailbox import (
+from tests.helpers.api import Api
+from tests.helpers.graphql import code
+from tests.helpers.mailbox import (
     CHANGE_EMAIL,
     REQUEST_RESET,
     REQUEST_VERIFICATION,

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from api.clock import FrozenClock
-from tests.conftest import LOGIN, ME, code
-from tests.mailbox import (
+from tests.helpers.api import make_admin
+from tests.helpers.graphql import LOGIN, ME, SESSIONS, code
+from tests.helpers.mailbox import (
     CHANGE_EMAIL,
     DELETE,
     REQUEST_VERIFICATION,
@@ -18,9 +19,8 @@ from tests.mailbox import (
     mailed_token,
     start_with_mailbox,
 )
-from tests.test_notes import create_note
-from tests.test_sessions import SESSIONS, make_admin
-from tests.test_subscriptions import EVENTS, bearer, next_event, open_socket, subscribe
+from tests.helpers.notes import create_note
+from tests.helpers.sockets import EVENTS, bearer, next_event, open_socket, subscribe
 
 ADA = "ada@example.com"
 SET_ROLES = "mutation($u: ID!, $r: [String!]!) { setUserRoles(userId: $u, roles: $r) { roles } }"
@@ -156,7 +156,7 @@ async def test_required_verification_applies_to_subscriptions(start_api: StartAp
     await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
     refused = await ws.receive_json(timeout=2)
     assert refused["id"] == "1"
-    assert refused["payload"][0]["extensions"]["code"] == "EMAIL_NOT_VERIFIED", refused
+    assert code({"errors": refused["payload"]}) == "EMAIL_NOT_VERIFIED", refused
     await ws.close()
 
     await gql_ok(api, REQUEST_VERIFICATION, token=token)

@@ -22,10 +22,13 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import ME, POSTGRES_URL, REGISTER, _reset_postgres, code, reachable
-from tests.live import ROOT, live_server, post
+from tests.helpers.env import POSTGRES_URL, ROOT, reachable, reset_postgres
+from tests.helpers.graphql import ME, REGISTER, code
+from tests.helpers.live import live_server, post
 
 # Seconds the commit is held back: past the old 1 s overlap, under the 5 s statement timeout.
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
+
 HOLD = 3.0
 CONNECTIONS = 16  # fresh connections per check: the kernel spreads them over both workers
 
@@ -86,7 +89,7 @@ async def test_a_logout_whose_commit_was_slow_is_refused_by_every_worker(
     if backend == "postgres":
         if not reachable(POSTGRES_URL):
             pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
-        await _reset_postgres(POSTGRES_URL)
+        await reset_postgres(POSTGRES_URL)
         env["DATABASE_URL"] = POSTGRES_URL
     else:
         (tmp_path / "hook").mkdir()
@@ -112,4 +115,4 @@ async def test_a_logout_whose_commit_was_slow_is_refused_by_every_worker(
             await asyncio.sleep(2.0)  # and still: nothing forgets it
             assert await all_refuse(server.url, token)
     if backend == "postgres":
-        await _reset_postgres(POSTGRES_URL)
+        await reset_postgres(POSTGRES_URL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
@@ -11,17 +10,8 @@ import jwt
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Session, User
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import LOGIN, ME, Api, code
-
-StartApi = Callable[..., Awaitable[Api]]
-SESSIONS = "{ mySessions { id device userAgent ip createdAt lastUsedAt expiresAt current } }"
-
-
-async def make_admin(api: Api, email: str = "root@example.com") -> dict[str, Any]:
-    """An admin as an operator makes one (create-user --role admin), signed in."""
-    services = api.app[SERVICES_KEY]
-    await services.accounts.create_user(email, "admin password", roles=("user", "admin"))
-    return await api.login(email, "admin password")
+from tests.helpers.api import Api, StartApi, make_admin
+from tests.helpers.graphql import LOGIN, ME, SESSIONS, SET_ACTIVE, SET_ROLES, code
 
 
 def sid_of(pair: dict[str, Any]) -> str:
@@ -234,12 +224,6 @@ async def test_change_password_keeps_the_new_pair_working(api: Api) -> None:
     refreshed = await api.refresh(new["refreshToken"])
     assert "errors" not in refreshed
     assert "errors" not in await api.gql(ME, token=refreshed["data"]["refresh"]["accessToken"])
-
-
-SET_ACTIVE = (
-    "mutation($u: ID!, $a: Boolean!) { setUserActive(userId: $u, active: $a) { id isActive } }"
-)
-SET_ROLES = "mutation($u: ID!, $r: [String!]!) { setUserRoles(userId: $u, roles: $r) { id roles } }"
 
 
 async def test_deactivation_locks_out_at_once(api: Api) -> None:

@@ -17,8 +17,11 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REFRESH, REGISTER, code
-from tests.live import ROOT, live_server, node_or_skip_reason
+from tests.helpers.env import ROOT
+from tests.helpers.graphql import REFRESH, REGISTER, code
+from tests.helpers.live import live_server, node_or_skip_reason
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 TTL = 2
 SHORT_TOKENS = {"ACCESS_TOKEN_TTL": str(TTL), "JWT_LEEWAY": "0"}

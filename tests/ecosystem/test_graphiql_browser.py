@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import REFRESH, REGISTER, code
-from tests.live import ROOT, live_server
+from tests.helpers.env import ROOT
+from tests.helpers.graphql import REFRESH, REGISTER, code
+from tests.helpers.live import live_server
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.browser,
+]  # starts real server processes (see pyproject markers)
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

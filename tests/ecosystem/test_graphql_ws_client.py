@@ -2,7 +2,7 @@
 
 `.ci/graphql-ws-client/subscribe.mjs` connects with the token in `connectionParams`,
 subscribes and prints one JSON line per thing that happens; these tests read those lines.
-tests/test_subscriptions.py covers the protocol in depth with aiohttp's own client.
+tests/web/test_subscriptions.py covers the protocol in depth with aiohttp's own client.
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import REGISTER
-from tests.live import ROOT, LiveServer, live_server, node_or_skip_reason, post
-from tests.test_notes import CREATE
+from tests.helpers.env import ROOT
+from tests.helpers.graphql import REGISTER
+from tests.helpers.live import LiveServer, live_server, node_or_skip_reason, post
+from tests.helpers.notes import CREATE
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 CLIENT = ROOT / ".ci" / "graphql-ws-client"
 

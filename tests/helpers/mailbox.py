@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
 from api.clock import Clock, system_clock
 from api.infra.mail import Mail, MemoryBackend
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import Api
+from tests.helpers.api import Api, StartApi
 
-StartApi = Callable[..., Awaitable[Api]]
 USER = "id email emailVerified"
 REQUEST_VERIFICATION = "mutation { requestEmailVerification }"
 VERIFY = f"mutation($t: String!) {{ verifyEmail(token: $t) {{ {USER} }} }}"

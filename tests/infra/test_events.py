@@ -12,11 +12,11 @@ import aiohttp
 import pytest
 
 from api.infra.events import Event, EventBus
-from tests.conftest import REDIS_URL, REGISTER, reachable
-from tests.live import post
-from tests.test_multiprocess import Servers
-from tests.test_notes import CREATE
-from tests.test_subscriptions import EVENTS, PROTOCOL
+from tests.helpers.env import REDIS_URL, reachable
+from tests.helpers.graphql import REGISTER
+from tests.helpers.live import live_server, post
+from tests.helpers.notes import CREATE
+from tests.helpers.sockets import EVENTS, PROTOCOL
 
 needs_redis = pytest.mark.skipif(
     not reachable(REDIS_URL), reason=f"Redis not reachable at {REDIS_URL} (set TEST_REDIS_URL)"
@@ -91,16 +91,16 @@ async def test_without_redis_events_stay_local_and_the_change_is_logged_once(
     assert len(unreachable) == 1
 
 
+@pytest.mark.live
 @needs_redis
 async def test_note_events_cross_two_server_processes(tmp_path: Path) -> None:
     env = {
         "DATABASE_URL": f"sqlite://{tmp_path}/shared.sqlite3",
         "REDIS_URL": REDIS_URL,
     }
-    group = Servers(tmp_path, env)
-    try:
-        group.run("migrate")
-        one, two = group.start(), group.start()
+    # The first server migrates the shared file; the second finds nothing to do.
+    with live_server(tmp_path, **env) as one_server, live_server(tmp_path, **env) as two_server:
+        one, two = one_server.url, two_server.url
         async with aiohttp.ClientSession() as session:
             variables = {"email": "ada@example.com", "password": "correct horse"}
             pair = (await post(session, one, REGISTER, variables))["data"]["register"]
@@ -123,5 +123,3 @@ async def test_note_events_cross_two_server_processes(tmp_path: Path) -> None:
                 assert note["kind"] == "created"
                 assert note["note"]["title"].startswith("from server one")
                 assert note["note"]["owner"]["email"] == "ada@example.com"
-    finally:
-        group.stop()

@@ -30,8 +30,10 @@ from api.infra.mail import (
 )
 from api.settings import SettingsError, load_settings
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import BASE_ENV, LOGIN
-from tests.mailbox import REQUEST_RESET, RESET, StartApi, gql_ok, token_in
+from tests.helpers.env import BASE_ENV
+from tests.helpers.graphql import LOGIN
+from tests.helpers.live import free_port
+from tests.helpers.mailbox import REQUEST_RESET, RESET, StartApi, gql_ok, token_in
 
 MAIL = Mail(to="ada@example.com", subject="Hi", text="open https://x/?token=SECRET", kind="test")
 
@@ -201,12 +203,6 @@ class SmtpServer:
     auth: Authenticator
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key (files)."""
@@ -247,7 +243,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _serve(tls: ssl.SSLContext | None) -> Iterator[SmtpServer]:
-    server = SmtpServer(Inbox(), _free_port(), Authenticator())
+    server = SmtpServer(Inbox(), free_port(), Authenticator())
     controller = Controller(
         server.inbox,
         hostname="127.0.0.1",
@@ -338,7 +334,7 @@ async def test_a_trusted_local_relay_may_opt_out_of_starttls(
 async def test_recipients_are_the_stored_address_never_what_a_header_reads_as(
     cleartext_smtp_server: SmtpServer,
 ) -> None:
-    # Registration refuses such an address (tests/test_addresses.py); the envelope is the
+    # Registration refuses such an address (tests/accounts/test_addresses.py); the envelope is the
     # second line: one recipient, exactly the stored string, never the list a header parses to.
     listed = Mail(to="postmaster,attacker@evil.example", subject="Hi", text="t", kind="test")
     backend = SmtpBackend(f"smtp://127.0.0.1:{cleartext_smtp_server.port}", "s@x.org")

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from api.clock import FrozenClock
-from tests.conftest import Api, QueryCounter, code
-from tests.test_sessions import make_admin
+from tests.helpers.api import Api, QueryCounter, StartApi, make_admin
+from tests.helpers.graphql import code, field
+from tests.helpers.notes import CREATE, DELETE, NOTE, UPDATE, create_note
 
-StartApi = Callable[..., Awaitable[Api]]
-
-NOTE = "id title body createdAt updatedAt owner { id email }"
-CREATE = f"mutation($t: String!, $b: String!) {{ createNote(title: $t, body: $b) {{ {NOTE} }} }}"
 GET = f"query($id: ID!) {{ note(id: $id) {{ {NOTE} }} }}"
-UPDATE = f"""mutation($id: ID!, $t: String, $b: String) {{
-  updateNote(id: $id, title: $t, body: $b) {{ {NOTE} }} }}"""
-DELETE = "mutation($id: ID!) { deleteNote(id: $id) }"
 LIST = """query($first: Int, $after: String) { notes(first: $first, after: $after) {
   totalCount edges { cursor node { id title } } pageInfo { hasNextPage endCursor } } }"""
-
-
-async def create_note(api: Api, token: str, title: str = "groceries", body: str = "eggs") -> str:
-    result = await api.gql(CREATE, {"t": title, "b": body}, token=token)
-    assert "errors" not in result, result
-    return result["data"]["createNote"]["id"]  # type: ignore[no-any-return]
-
-
-def field(body: dict[str, Any]) -> str | None:
-    """`extensions.field` of the first error."""
-    return body["errors"][0]["extensions"].get("field")  # type: ignore[no-any-return]
 
 
 async def test_owner_creates_reads_updates_and_deletes(

@@ -10,8 +10,9 @@ import pytest
 import strawberry
 
 from api.auth.sessions import SessionService
-from tests.conftest import LOGIN, Api, code
-from tests.test_observability import scrape, value
+from tests.helpers.api import Api
+from tests.helpers.graphql import LOGIN, code
+from tests.helpers.metrics import scrape, value
 
 
 class PipelineCalls:

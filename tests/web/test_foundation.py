@@ -9,7 +9,8 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.conftest import ME, Api, code
+from tests.helpers.api import Api
+from tests.helpers.graphql import ME, code
 
 
 async def test_register_login_me_refresh_logout(api: Api) -> None:
@@ -97,7 +98,7 @@ async def test_me_id_and_roles_come_from_the_token(api: Api) -> None:
 async def test_register_bad_input_names_the_field(
     api: Api, variables: dict[str, Any], field: str
 ) -> None:
-    from tests.conftest import REGISTER
+    from tests.helpers.graphql import REGISTER
 
     body = await api.gql(REGISTER, variables)
     assert code(body) == "BAD_USER_INPUT"
@@ -107,7 +108,7 @@ async def test_register_bad_input_names_the_field(
 async def test_long_passwords_are_not_truncated(api: Api) -> None:
     long = "p" * 1024
     await api.register(password=long)
-    from tests.conftest import LOGIN
+    from tests.helpers.graphql import LOGIN
 
     assert (
         code(await api.gql(LOGIN, {"email": "ada@example.com", "password": long[:-1] + "q"}))
@@ -122,7 +123,7 @@ async def test_long_passwords_are_not_truncated(api: Api) -> None:
 
 async def test_email_taken(api: Api) -> None:
     await api.register()
-    from tests.conftest import REGISTER
+    from tests.helpers.graphql import REGISTER
 
     body = await api.gql(REGISTER, {"email": "ADA@example.com", "password": "another one"})
     assert code(body) == "EMAIL_TAKEN"
@@ -130,7 +131,7 @@ async def test_email_taken(api: Api) -> None:
 
 async def test_wrong_password_and_unknown_email_answer_the_same(api: Api) -> None:
     await api.register()
-    from tests.conftest import LOGIN
+    from tests.helpers.graphql import LOGIN
 
     wrong = await api.gql(LOGIN, {"email": "ada@example.com", "password": "wrong password"})
     unknown = await api.gql(LOGIN, {"email": "nobody@example.com", "password": "wrong password"})
@@ -140,7 +141,7 @@ async def test_wrong_password_and_unknown_email_answer_the_same(api: Api) -> Non
 
 async def test_deactivated_user(api: Api) -> None:
     from api.db.models import User
-    from tests.conftest import LOGIN
+    from tests.helpers.graphql import LOGIN
 
     pair = await api.register()
     await User.filter(email="ada@example.com").update(is_active=False)
@@ -220,7 +221,7 @@ async def test_invalid_access_tokens(api: Api, tamper: Any) -> None:
 
 async def test_public_fields_still_resolve_with_a_bad_token(api: Api) -> None:
     await api.register()
-    from tests.conftest import LOGIN
+    from tests.helpers.graphql import LOGIN
 
     status, body, _ = await api.post(
         LOGIN, {"email": "ada@example.com", "password": "correct horse"}, token="garbage"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 HTML = {"Accept": "text/html"}
 

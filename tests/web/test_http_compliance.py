@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from api.web.http import GRAPHQL_RESPONSE_JSON, JSON, negotiate
-from tests.conftest import ME, Api, code
-from tests.live import ROOT, live_server, node_or_skip_reason
+from tests.helpers.api import Api
+from tests.helpers.env import ROOT
+from tests.helpers.graphql import ME, code
+from tests.helpers.live import live_server, node_or_skip_reason
 
 AUDIT = ROOT / ".ci" / "graphql-http-audit"
 
@@ -19,6 +21,7 @@ AUDIT = ROOT / ".ci" / "graphql-http-audit"
 KNOWN_SHOULD_WARNINGS: set[str] = set()
 
 
+@pytest.mark.live
 def test_graphql_http_audit_passes_every_must(tmp_path: Path) -> None:
     reason = node_or_skip_reason(AUDIT)
     if reason:

@@ -14,7 +14,7 @@ import pytest
 
 from api.web import app as app_module
 from api.web import server
-from tests.conftest import Api
+from tests.helpers.api import Api
 
 ROOT = Path(__file__).resolve().parent.parent
 

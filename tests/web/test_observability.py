@@ -13,27 +13,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.infra.metrics import MAX_OPERATION_NAMES, Metrics
-from tests.conftest import LOGIN, ME, REFRESH, REGISTER, Api, code
-from tests.live import live_server
+from tests.helpers.api import Api
+from tests.helpers.graphql import LOGIN, ME, REFRESH, REGISTER, code
+from tests.helpers.live import live_server
+from tests.helpers.metrics import scrape, value
 
 PASSWORD = "correct horse battery"
-
-
-async def scrape(api: Api, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    resp = await api.client.get("/metrics", headers=headers)
-    assert resp.status == 200
-    assert resp.headers["Content-Type"].startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(await resp.text()):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_metrics_count_operations_logins_refreshes_reuse_and_revocations(api: Api) -> None:
@@ -153,6 +138,7 @@ async def test_access_log_carries_request_operation_and_user(
     assert record.duration_ms >= 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.live
 def test_json_log_lines_never_carry_tokens_or_passwords(tmp_path: Path) -> None:
     with live_server(tmp_path, LOG_FORMAT="json") as server:
         pair = server.gql(REGISTER, {"email": "ada@example.com", "password": PASSWORD})["data"][
@@ -232,6 +218,7 @@ async def test_rate_limited_answers_are_counted_whichever_limiter_raised_them() 
     assert scope.graphql_ok is False
 
 
+@pytest.mark.live
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     with live_server(tmp_path, "--workers", "2") as server:
         for _ in range(12):  # a new connection each: the kernel spreads them over the workers
