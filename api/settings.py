@@ -8,6 +8,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -113,10 +114,15 @@ class Settings:
         return self.jwt_algorithm != "HS256"
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def _default(name: str) -> Any:
+    """The default of the Settings field read from variable `name`: stated once, on the class."""
+    return Settings.__dataclass_fields__[name.lower()].default
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool | None = None) -> bool:
     raw = env.get(name)
     if raw is None:
-        return default
+        return bool(_default(name) if default is None else default)
     value = raw.strip().lower()
     if value in _TRUE:
         return True
@@ -125,12 +131,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be a boolean (on/off, true/false, 1/0), got {raw!r}")
 
 
-def _int(
-    env: Mapping[str, str], name: str, default: int, low: int = 0, high: int | None = None
-) -> int:
+def _int(env: Mapping[str, str], name: str, low: int = 0, high: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
-        return default
+        return int(_default(name))
     try:
         value = int(raw)
     except ValueError:
@@ -141,10 +145,10 @@ def _int(
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float, low: float = 0.0) -> float:
+def _float(env: Mapping[str, str], name: str, low: float = 0.0) -> float:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
-        return default
+        return float(_default(name))
     try:
         value = float(raw)
     except ValueError:
@@ -222,15 +226,17 @@ def load_settings(
         env.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
     env.update(os.environ if environ is None else environ)
 
-    app_env = env.get("APP_ENV", "development").strip().lower() or "development"
+    app_env = env.get("APP_ENV", _default("APP_ENV")).strip().lower() or _default("APP_ENV")
     if app_env not in ("development", "production"):
         raise SettingsError(f"APP_ENV must be 'development' or 'production', got {app_env!r}")
     production = app_env == "production"
     dev_default = not production
-    data_dir = Path(env.get("DATA_DIR", "data"))
+    data_dir = Path(env.get("DATA_DIR", _default("DATA_DIR")))
     warnings: list[str] = []
 
-    algorithm = env.get("JWT_ALGORITHM", "HS256").strip() or "HS256"
+    algorithm = env.get("JWT_ALGORITHM", _default("JWT_ALGORITHM")).strip() or _default(
+        "JWT_ALGORITHM"
+    )
     if algorithm not in ("HS256", *ASYMMETRIC_ALGORITHMS):
         raise SettingsError(
             f"JWT_ALGORITHM must be HS256, EdDSA, ES256 or RS256, got {algorithm!r}"
@@ -269,14 +275,14 @@ def load_settings(
         database_url = f"sqlite://{data_dir}/graphgate.sqlite3"
         warnings.append(f"embedded SQLite database ({data_dir}/graphgate.sqlite3)")
 
-    roles = _list(env, "ROLES", ("user", "admin"))
+    roles = _list(env, "ROLES", _default("ROLES"))
     if "user" not in roles or "admin" not in roles:
         raise SettingsError("ROLES must include 'user' and 'admin'")
 
     for name in ("RATE_LIMIT_PER_EMAIL", "RATE_LIMIT_PER_IP"):
         _check_rate(name, env.get(name))
     introspection = _bool(env, "INTROSPECTION", dev_default)
-    mail_url = env.get("MAIL_URL", "").strip() or "console://"
+    mail_url = env.get("MAIL_URL", "").strip() or _default("MAIL_URL")
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
         raise SettingsError("MAIL_URL must be console://, smtp://…, smtps://… or memory://")
     if mail_url.startswith(("smtp://", "smtps://")):
@@ -293,7 +299,7 @@ def load_settings(
             "APP_ENV=production needs PUBLIC_URL: the address users reach, e.g. "
             "https://api.example.com (links in mails start with it)"
         )
-    public_url = public_url or "http://127.0.0.1:8000"
+    public_url = public_url or _default("PUBLIC_URL")
     metrics_token = env.get("METRICS_TOKEN", "").strip()
     if production and not metrics_token:
         # /metrics shares the public port: without a token anyone could read it.
@@ -314,36 +320,34 @@ def load_settings(
         jwt_refresh_secret=refresh_secret,
         jwt_algorithm=algorithm,
         jwt_keys_dir=keys_dir,
-        jwt_issuer=env.get("JWT_ISSUER", "graphgate"),
-        jwt_audience=env.get("JWT_AUDIENCE", "graphgate-clients"),
-        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", 900, low=1),
-        refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", 2_592_000, low=1),
-        session_max_age=_int(env, "SESSION_MAX_AGE", 7_776_000, low=1),
+        jwt_issuer=env.get("JWT_ISSUER", _default("JWT_ISSUER")),
+        jwt_audience=env.get("JWT_AUDIENCE", _default("JWT_AUDIENCE")),
+        access_token_ttl=_int(env, "ACCESS_TOKEN_TTL", low=1),
+        refresh_token_ttl=_int(env, "REFRESH_TOKEN_TTL", low=1),
+        session_max_age=_int(env, "SESSION_MAX_AGE", low=1),
         cors_origins=_list(env, "CORS_ORIGINS"),
         graphiql=_bool(env, "GRAPHIQL", dev_default),
         introspection=introspection,
         field_suggestions=_bool(env, "FIELD_SUGGESTIONS", introspection),
         get_queries=_bool(env, "GET_QUERIES", dev_default),
-        refresh_cookie=_bool(env, "REFRESH_COOKIE", False),
-        host=env.get("HOST", "127.0.0.1"),
-        port=_int(env, "PORT", 8000, low=0, high=65535),
-        workers=_int(env, "WORKERS", 1, low=1),
-        jwt_leeway=_int(env, "JWT_LEEWAY", 30, low=0, high=60),
-        refresh_reuse_grace=_int(
-            env, "REFRESH_REUSE_GRACE", 0, low=0, high=MAX_REFRESH_REUSE_GRACE
-        ),
+        refresh_cookie=_bool(env, "REFRESH_COOKIE"),
+        host=env.get("HOST", _default("HOST")),
+        port=_int(env, "PORT", low=0, high=65535),
+        workers=_int(env, "WORKERS", low=1),
+        jwt_leeway=_int(env, "JWT_LEEWAY", low=0, high=60),
+        refresh_reuse_grace=_int(env, "REFRESH_REUSE_GRACE", low=0, high=MAX_REFRESH_REUSE_GRACE),
         trusted_proxies=tuple(str(network) for network in proxies),
-        database_pool_size=_int(env, "DATABASE_POOL_SIZE", 10, low=1),
-        database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", 2, low=1),
-        database_statement_timeout=_int(env, "DATABASE_STATEMENT_TIMEOUT", 5, low=1),
+        database_pool_size=_int(env, "DATABASE_POOL_SIZE", low=1),
+        database_connect_timeout=_int(env, "DATABASE_CONNECT_TIMEOUT", low=1),
+        database_statement_timeout=_int(env, "DATABASE_STATEMENT_TIMEOUT", low=1),
         roles=roles,
         mail_url=mail_url,
         public_url=public_url,
-        require_verified_email=_bool(env, "REQUIRE_VERIFIED_EMAIL", False),
-        fresh_auth_max_age=_int(env, "FRESH_AUTH_MAX_AGE", 600, low=0),
-        reset_token_ttl=_int(env, "RESET_TOKEN_TTL", 1800, low=1),
-        email_verification_ttl=_int(env, "EMAIL_VERIFICATION_TTL", 172_800, low=1),
-        mail_from=env.get("MAIL_FROM", "").strip() or "graphgate <no-reply@localhost>",
+        require_verified_email=_bool(env, "REQUIRE_VERIFIED_EMAIL"),
+        fresh_auth_max_age=_int(env, "FRESH_AUTH_MAX_AGE", low=0),
+        reset_token_ttl=_int(env, "RESET_TOKEN_TTL", low=1),
+        email_verification_ttl=_int(env, "EMAIL_VERIFICATION_TTL", low=1),
+        mail_from=env.get("MAIL_FROM", "").strip() or _default("MAIL_FROM"),
         verify_email_url=_link_template(
             env, "VERIFY_EMAIL_URL", f"{public_url}/verify-email?token={{token}}"
         ),
@@ -353,27 +357,29 @@ def load_settings(
         cancel_email_change_url=_link_template(
             env, "CANCEL_EMAIL_CHANGE_URL", f"{public_url}/cancel-email-change?token={{token}}"
         ),
-        rate_limit_per_email=env.get("RATE_LIMIT_PER_EMAIL", "10 per 15 minutes").strip(),
-        rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", "300 per 15 minutes").strip(),
-        shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", 10, low=0),
-        max_query_depth=_int(env, "MAX_QUERY_DEPTH", 10, low=1),
-        max_aliases=_int(env, "MAX_ALIASES", 30, low=1),
-        max_tokens=_int(env, "MAX_TOKENS", 2000, low=1),
-        max_directives=_int(env, "MAX_DIRECTIVES", 5, low=0),
-        max_fields=_int(env, "MAX_FIELDS", 600, low=1),
-        max_query_bytes=_int(env, "MAX_QUERY_BYTES", 65_536, low=1),
-        query_cache_bytes=_int(env, "QUERY_CACHE_BYTES", 33_554_432, low=0),
-        execution_timeout=_int(env, "EXECUTION_TIMEOUT", 10, low=1),
-        password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", 2, low=1),
-        password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", 128, low=0),
-        password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", 2.0, low=0.0),
-        password_hash_nice=_int(env, "PASSWORD_HASH_NICE", 5, low=0),
-        max_in_flight=_int(env, "MAX_IN_FLIGHT", 1000, low=1),
-        max_websockets=_int(env, "MAX_WEBSOCKETS", 1000, low=0),
-        max_websockets_per_user=_int(env, "MAX_WEBSOCKETS_PER_USER", 10, low=1),
-        max_websockets_per_ip=_int(env, "MAX_WEBSOCKETS_PER_IP", 50, low=1),
-        ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", 5.0, low=0.1),
-        max_subscriptions_per_socket=_int(env, "MAX_SUBSCRIPTIONS_PER_SOCKET", 10, low=1),
+        rate_limit_per_email=env.get(
+            "RATE_LIMIT_PER_EMAIL", _default("RATE_LIMIT_PER_EMAIL")
+        ).strip(),
+        rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", _default("RATE_LIMIT_PER_IP")).strip(),
+        shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", low=0),
+        max_query_depth=_int(env, "MAX_QUERY_DEPTH", low=1),
+        max_aliases=_int(env, "MAX_ALIASES", low=1),
+        max_tokens=_int(env, "MAX_TOKENS", low=1),
+        max_directives=_int(env, "MAX_DIRECTIVES", low=0),
+        max_fields=_int(env, "MAX_FIELDS", low=1),
+        max_query_bytes=_int(env, "MAX_QUERY_BYTES", low=1),
+        query_cache_bytes=_int(env, "QUERY_CACHE_BYTES", low=0),
+        execution_timeout=_int(env, "EXECUTION_TIMEOUT", low=1),
+        password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", low=1),
+        password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", low=0),
+        password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", low=0.0),
+        password_hash_nice=_int(env, "PASSWORD_HASH_NICE", low=0),
+        max_in_flight=_int(env, "MAX_IN_FLIGHT", low=1),
+        max_websockets=_int(env, "MAX_WEBSOCKETS", low=0),
+        max_websockets_per_user=_int(env, "MAX_WEBSOCKETS_PER_USER", low=1),
+        max_websockets_per_ip=_int(env, "MAX_WEBSOCKETS_PER_IP", low=1),
+        ws_init_timeout=_float(env, "WS_INIT_TIMEOUT", low=0.1),
+        max_subscriptions_per_socket=_int(env, "MAX_SUBSCRIPTIONS_PER_SOCKET", low=1),
         data_dir=str(data_dir),
         log_format=_choice(env, "LOG_FORMAT", ("json", "text"), "json" if production else "text"),
         metrics_token=metrics_token,

@@ -1,4 +1,8 @@
-"""Guards for resolvers. They read the Context; they never decode tokens."""
+"""Guards for resolvers. They read the Context; they never decode tokens.
+
+Each guard raises the contract's own error (api.errors: a code per reason) instead of returning
+False, so strawberry's `message`/`error_class`/`on_unauthorized` are never used and not set.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +29,6 @@ class IsSignedIn(BasePermission):
     """A valid, unrevoked access token, verified email or not: only for what an unverified
     user needs (me, logout, logoutAll, requestEmailVerification, changeEmail, deleteAccount)."""
 
-    message = "Authentication required."
-
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         _signed_in(info)
         return True
@@ -34,8 +36,6 @@ class IsSignedIn(BasePermission):
 
 class IsAuthenticated(BasePermission):
     """Signed in, and with REQUIRE_VERIFIED_EMAIL on, a verified email address."""
-
-    message = "Authentication required."
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         _signed_in(info)
@@ -48,8 +48,6 @@ class IsAuthenticated(BasePermission):
 
 class FreshLogin(BasePermission):
     """The password was entered within FRESH_AUTH_MAX_AGE (the token's auth_time)."""
-
-    message = "Confirm your password to do this."
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         claims = info.context.viewer.claims
@@ -64,8 +62,6 @@ def HasRole(role: str) -> type[BasePermission]:
     """A guard class for one role (authentication is checked first)."""
 
     class _HasRole(IsAuthenticated):
-        message = f"Requires the '{role}' role."
-
         def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
             super().has_permission(source, info, **kwargs)
             if not info.context.viewer.has_role(role):
@@ -78,8 +74,6 @@ def HasRole(role: str) -> type[BasePermission]:
 
 class Public(BasePermission):
     """The explicit marker for a field anyone may call."""
-
-    message = ""
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         return True

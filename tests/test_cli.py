@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BASE_ENV, LOGIN, Api
+from tests.helpers.api import Api
+from tests.helpers.env import BASE_ENV
+from tests.helpers.graphql import LOGIN
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -214,17 +214,19 @@ class AccountService:
                 .update(**changes)
             )
             user = await locked(User, verified.user_id, conn)
-            if not claimed or user is None:
-                if user is not None and not user.is_active:
-                    await self._refused_disabled(user.id, client)
-                # The password changed while it was being checked: what was proved is stale.
-                await self._audit.record(
-                    "login_failed", user_id=verified.user_id, ip=client.ip, detail="stale"
-                )
-                self._metrics.logins.labels(outcome="failed").inc()
-                raise InvalidCredentialsError()
-            await self._audit.record("login", user_id=user.id, ip=client.ip, using_db=conn)
-            pair = await self._sessions.start(user, device=device, client=client, using_db=conn)
+            stale = not claimed or user is None
+            if not stale and user is not None:
+                await self._audit.record("login", user_id=user.id, ip=client.ip, using_db=conn)
+                pair = await self._sessions.start(user, device=device, client=client, using_db=conn)
+        if stale:  # recorded outside the block: nothing in it is to keep
+            if user is not None and not user.is_active:
+                await self._refused_disabled(user.id, client)
+            # The password changed while it was being checked: what was proved is stale.
+            await self._audit.record(
+                "login_failed", user_id=verified.user_id, ip=client.ip, detail="stale"
+            )
+            self._metrics.logins.labels(outcome="failed").inc()
+            raise InvalidCredentialsError()
         self._metrics.logins.labels(outcome="ok").inc()
         return pair
 

@@ -2,7 +2,7 @@
 //
 //   GRAPHGATE_URL=http://127.0.0.1:8000/graphql ACCESS_TOKEN_TTL=2 node --test graphgate-client.test.mjs
 //
-// (The server needs ACCESS_TOKEN_TTL=2 and JWT_LEEWAY=0; tests/test_examples.py starts one.)
+// (The server needs ACCESS_TOKEN_TTL=2 and JWT_LEEWAY=0; tests/ecosystem/test_examples.py starts one.)
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';

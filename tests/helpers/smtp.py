@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from aiosmtpd.controller import Controller
 
-from tests.live import free_port
+from tests.helpers.live import free_port
 
 _TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_.~%-]+)")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import BASE_ENV
-from tests.live import post  # noqa: F401 - the reliability tests import it from here
-from tests.reliability.processes import PostgresCluster, RedisServer, Server
+from tests.helpers.env import BASE_ENV
+from tests.helpers.live import LiveServer
+from tests.reliability.processes import PostgresCluster, RedisServer
 
 _databases = itertools.count()
 
@@ -67,13 +67,13 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start `python -m api serve` processes (test secrets, own data folder); stopped at the end."""
-    started: list[Server] = []
+    started: list[LiveServer] = []
 
-    def start(*args: str, **env: str) -> Server:
+    def start(*args: str, **env: str) -> LiveServer:
         full = {**BASE_ENV, "DATA_DIR": str(tmp_path / "data"), **env}
-        started.append(Server(full, tmp_path, *args))
+        started.append(LiveServer(full, tmp_path, *args))
         return started[-1]
 
     yield start

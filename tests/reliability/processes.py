@@ -1,5 +1,5 @@
-"""Real processes for failure tests: a throwaway PostgreSQL cluster, a throwaway redis-server,
-and `python -m api serve` itself - each on a free loopback port, each stopped by the test.
+"""Real processes for failure tests: a throwaway PostgreSQL cluster and a throwaway redis-server
+(the server itself is tests/helpers/live.py's), each on a free loopback port, stopped by the test.
 
 Never the machine's shared servers: these tests stop and kill what they talk to.
 """
@@ -10,31 +10,11 @@ import contextlib
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-from tests.live import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for_port(port: int, timeout: float, alive: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if alive is not None and alive.poll() is not None:
-                raise RuntimeError(f"process exited with {alive.returncode}") from None
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port} after {timeout} s")
+from tests.helpers.live import free_port, wait_for_port
 
 
 def _pg_bin(name: str) -> str | None:
@@ -131,64 +111,3 @@ class RedisServer:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(timeout=10)
-
-
-class Server:
-    """One `python -m api serve` process (this worktree's code), its log kept in a file."""
-
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = cwd / f"server-{self.port}.log"
-        # PYTHONPATH: this worktree's code, not whatever an editable install points at.
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api", "serve", "--port", str(self.port), *args],
-                env=full_env,
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 30) -> Server:
-        """Until /healthz answers (the app has finished its start-up)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=0.5) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"server did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 10, count: int = 1) -> None:
-        deadline = time.monotonic() + timeout
-        while self.log().count(text) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{text!r} not logged ({count}x):\n{self.log()}")
-            time.sleep(0.05)
-
-    def terminate(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def wait(self, timeout: float = 30) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()

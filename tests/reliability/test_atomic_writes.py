@@ -17,9 +17,9 @@ import pytest
 
 from api.auth.tokens import hash_jti
 from api.db.models import AuditEvent, Session, User
-from tests.conftest import REFRESH, REGISTER, Api, code
-from tests.reliability.conftest import post
-from tests.reliability.processes import Server
+from tests.helpers.api import Api
+from tests.helpers.graphql import REFRESH, REGISTER, code
+from tests.helpers.live import LiveServer, post
 
 
 async def test_concurrent_registrations_of_one_email_make_exactly_one_account(
@@ -87,9 +87,10 @@ class Chain:
             self.refreshed += 1
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("engine", ["sqlite", "postgres"])
 async def test_kill_9_during_refreshes_leaves_sessions_consistent(
-    engine: str, request: pytest.FixtureRequest, serve: Callable[..., Server], tmp_path: Path
+    engine: str, request: pytest.FixtureRequest, serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     database_url = (
         f"sqlite://{tmp_path}/kill.sqlite3"

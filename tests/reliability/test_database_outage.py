@@ -14,9 +14,9 @@ import pytest
 from tortoise.exceptions import IntegrityError, OperationalError
 
 from api.db import connection as db
-from tests.conftest import LOGIN, REGISTER, code
-from tests.reliability.conftest import post
-from tests.reliability.processes import PostgresCluster, Server
+from tests.helpers.graphql import LOGIN, REGISTER, code
+from tests.helpers.live import LiveServer, post
+from tests.reliability.processes import PostgresCluster
 
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
 TIMEOUT = aiohttp.ClientTimeout(total=20)
@@ -41,8 +41,9 @@ def _unavailable(body: dict[str, Any]) -> None:
     assert "connect" not in text.lower()  # e.g. "Connection refused" stays in the log
 
 
+@pytest.mark.live
 async def test_postgres_down_answers_fast_then_recovers_without_restart(
-    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., Server]
+    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., LiveServer]
 ) -> None:
     server = serve(DATABASE_URL=pg_url).wait_ready()
     url = server.url
@@ -97,8 +98,9 @@ async def test_postgres_down_answers_fast_then_recovers_without_restart(
     assert log.count(POLL_UP) == 1
 
 
+@pytest.mark.live
 async def test_postgres_crash_and_restart_first_request_works(
-    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., Server]
+    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., LiveServer]
 ) -> None:
     """A crash (pg_ctl -m immediate, then recovery) while the pool holds idle connections."""
     server = serve(DATABASE_URL=pg_url, DATABASE_POOL_SIZE="3").wait_ready()
@@ -112,7 +114,10 @@ async def test_postgres_crash_and_restart_first_request_works(
         assert "errors" not in body, body
 
 
-async def test_hung_database_statement_times_out(pg_url: str, serve: Callable[..., Server]) -> None:
+@pytest.mark.live
+async def test_hung_database_statement_times_out(
+    pg_url: str, serve: Callable[..., LiveServer]
+) -> None:
     """A statement blocked on a lock ends at DATABASE_STATEMENT_TIMEOUT with SERVICE_UNAVAILABLE."""
     server = serve(DATABASE_URL=pg_url, DATABASE_STATEMENT_TIMEOUT="1").wait_ready()
     async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
@@ -130,8 +135,9 @@ async def test_hung_database_statement_times_out(pg_url: str, serve: Callable[..
         assert "errors" not in body, body
 
 
+@pytest.mark.live
 async def test_statement_cut_by_a_postgres_shutdown_is_service_unavailable(
-    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., Server]
+    pg_cluster: PostgresCluster, pg_url: str, serve: Callable[..., LiveServer]
 ) -> None:
     """A query in progress when PostgreSQL shuts down (admin_shutdown, class 57) is an outage."""
     server = serve(DATABASE_URL=pg_url).wait_ready()

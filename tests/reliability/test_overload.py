@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import LOGIN, Api, code
+from tests.helpers.api import Api
+from tests.helpers.graphql import LOGIN, code
 
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
 

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from tests.conftest import LOGIN, REGISTER, code
-from tests.reliability.conftest import post
-from tests.reliability.processes import PostgresCluster, RedisServer, Server
+from tests.helpers.graphql import LOGIN, REGISTER, code
+from tests.helpers.live import LiveServer, post
+from tests.reliability.processes import PostgresCluster, RedisServer
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 FEED_DOWN = "revocation feed: Redis unreachable"
 FEED_UP = "revocation feed: Redis connected"
@@ -26,7 +29,7 @@ async def _account(session: aiohttp.ClientSession, url: str, email: str) -> str:
 
 
 async def test_redis_down_revocations_read_the_database_and_limits_count_locally(
-    redis_server: RedisServer, serve: Callable[..., Server], tmp_path: Path
+    redis_server: RedisServer, serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     env = {
         "DATABASE_URL": f"sqlite://{tmp_path}/shared.sqlite3",
@@ -86,7 +89,7 @@ async def test_redis_and_postgres_down_guarded_fields_fail_closed(
     redis_server: RedisServer,
     pg_cluster: PostgresCluster,
     pg_url: str,
-    serve: Callable[..., Server],
+    serve: Callable[..., LiveServer],
 ) -> None:
     """Neither Redis nor the database can say whether a token was revoked: refuse, honestly."""
     server = serve(DATABASE_URL=pg_url, REDIS_URL=redis_server.url).wait_ready()

@@ -16,9 +16,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.conftest import LOGIN, REGISTER
-from tests.reliability.conftest import post
-from tests.reliability.processes import Server
+from tests.helpers.graphql import LOGIN, REGISTER
+from tests.helpers.live import LiveServer, post
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
 
@@ -30,7 +31,7 @@ async def _login_on_own_connection(url: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_sigterm_finishes_every_accepted_request_and_exits_0(
-    workers: str, serve: Callable[..., Server], tmp_path: Path
+    workers: str, serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     server = serve(
         "--workers",
@@ -55,7 +56,7 @@ async def test_sigterm_finishes_every_accepted_request_and_exits_0(
 
 
 async def test_shutdown_is_bounded_by_shutdown_timeout(
-    pg_url: str, serve: Callable[..., Server]
+    pg_url: str, serve: Callable[..., LiveServer]
 ) -> None:
     """A request stuck on the database does not hold the process past SHUTDOWN_TIMEOUT."""
     server = serve(DATABASE_URL=pg_url, SHUTDOWN_TIMEOUT="1", DATABASE_STATEMENT_TIMEOUT="30")
@@ -79,7 +80,7 @@ async def test_shutdown_is_bounded_by_shutdown_timeout(
 
 
 async def test_sigterm_closes_websockets_with_1001(
-    serve: Callable[..., Server], tmp_path: Path
+    serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     server = serve(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3").wait_ready()
     async with aiohttp.ClientSession() as session:
@@ -105,7 +106,7 @@ async def test_sigterm_closes_websockets_with_1001(
 
 
 async def test_a_worker_that_dies_takes_the_service_down_for_a_restart(
-    serve: Callable[..., Server], tmp_path: Path
+    serve: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
     """kill -9 of one worker: the others drain and the parent exits 1 (the orchestrator
     restarts the service) instead of serving on fewer workers unnoticed."""

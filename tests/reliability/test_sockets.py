@@ -4,15 +4,15 @@ a socket that never sends connection_init is closed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from tests.conftest import LOGIN, Api, code
-from tests.test_subscriptions import PROTOCOL, bearer, closed, open_socket
+from tests.helpers.api import Api, StartApi
+from tests.helpers.graphql import LOGIN, code
+from tests.helpers.sockets import PROTOCOL, bearer, closed, open_socket
 
-StartApi = Callable[..., Awaitable[Api]]
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
 
 

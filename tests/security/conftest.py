@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,13 @@ import jwt
 import pytest
 
 from api.auth.keys import generate_key
-from tests.conftest import BASE_ENV, ME, Api, code
+from tests.helpers.api import Api, StartApi
+from tests.helpers.env import BASE_ENV
+from tests.helpers.graphql import ME, code
 
 ACCESS_SECRET = BASE_ENV["JWT_SECRET"]
 REFRESH_SECRET = BASE_ENV["JWT_REFRESH_SECRET"]
 ASYMMETRIC = ("EdDSA", "ES256", "RS256")
-StartApi = Callable[..., Awaitable[Api]]
 
 
 def b64(data: bytes) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,15 +16,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from api.auth.keys import generate_key, public_jwk, thumbprint
-from tests.conftest import ME, code
-from tests.security.conftest import (
-    ASYMMETRIC,
-    StartApi,
-    b64json,
-    claims_of,
-    me_code,
-    start_asymmetric,
-)
+from tests.helpers.api import StartApi
+from tests.helpers.graphql import ME, code
+from tests.helpers.live import free_port
+from tests.security.conftest import ASYMMETRIC, b64json, claims_of, me_code, start_asymmetric
 
 ROOT = Path(__file__).resolve().parents[2]
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -145,12 +139,6 @@ async def test_the_resource_server_follows_a_rotation(start_api: StartApi, tmp_p
     assert len(keys) == 2
     signing_key = await asyncio.to_thread(client.get_signing_key_from_jwt, pair["accessToken"])
     assert signing_key.key_id == kid_of(pair["accessToken"]) == keys[-1].key_id
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REGISTER, Api, code
-from tests.live import live_server
+from tests.helpers.api import Api
+from tests.helpers.graphql import REGISTER, code
+from tests.helpers.live import live_server
 
 CONTROL = ["\x00", "\x07", "\x1b", "\x7f", "\x85"]
 
@@ -123,6 +124,7 @@ async def test_tab_and_newlines_are_still_text(api: Api) -> None:
     assert body["data"]["createNote"]["body"] == "line\r\nnext", body
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "raw",
     [

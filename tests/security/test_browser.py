@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LOGIN, ME, REFRESH, Api, code
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.graphql import LOGIN, ME, REFRESH, code
 
 APP = "https://app.example.com"
 COOKIE = "graphgate_refresh"

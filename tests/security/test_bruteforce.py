@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from api.db.models import AuditEvent, Session
-from tests.conftest import LOGIN, REFRESH, REGISTER, Api, code
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.graphql import LOGIN, REFRESH, REGISTER, code
 
 OWNER_IP = "198.51.100.7"
 ATTACKER_IP = "203.0.113.66"
@@ -166,7 +166,7 @@ async def test_aliased_successful_logins_each_count_against_the_ip(start_api: St
 async def test_aliased_password_reset_requests_are_limited(start_api: StartApi) -> None:
     """20 aliased requests for one email: past RATE_LIMIT_PER_EMAIL they are RATE_LIMITED
     (retryAfter set), and no more mails go out than the limit allows."""
-    from tests.mailbox import mails, start_with_mailbox
+    from tests.helpers.mailbox import mails, start_with_mailbox
 
     api = await start_with_mailbox(start_api, RATE_LIMIT_PER_EMAIL="3 per 15 minutes")
     await api.register()

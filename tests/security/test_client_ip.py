@@ -6,8 +6,9 @@ import pytest
 from multidict import CIMultiDict
 
 from api.settings import SettingsError, load_settings
-from tests.conftest import BASE_ENV, LOGIN, Api, code
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.env import BASE_ENV
+from tests.helpers.graphql import LOGIN, code
 
 SESSIONS = "{ mySessions { ip current } }"
 

@@ -30,11 +30,12 @@ from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
-from tests.conftest import LOGIN, REGISTER
-from tests.helpers.servers import DATABASES, ONE_WORKER, Deployment, deployment
-from tests.live import LiveServer
+from tests.helpers.graphql import LOGIN, REGISTER
+from tests.helpers.live import DATABASES, ONE_WORKER, Deployment, LiveServer, deployment
 
 # Cases per root field: 40 take ~20-25 s per database here; FUZZ_EXAMPLES=300 for a long hunt.
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
+
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 PASSWORD = "correct horse battery"
 WHO = "{ me { roles } }"

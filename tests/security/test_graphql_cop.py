@@ -10,8 +10,8 @@ import pytest
 from aiohttp import FormData
 from graphql import get_introspection_query
 
-from tests.conftest import LOGIN, REGISTER, Api, code
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.graphql import LOGIN, REGISTER, code
 
 CIRCULAR = (
     "query cop { __schema { types { fields { type { fields { type { fields { type "

@@ -3,12 +3,9 @@ changePassword returns, and a refresh right after a role change."""
 
 from __future__ import annotations
 
-from tests.conftest import ME, code
-from tests.security.conftest import StartApi
-from tests.test_sessions import make_admin
+from tests.helpers.api import StartApi, make_admin
+from tests.helpers.graphql import CHANGE_PASSWORD, ME, code
 
-CHANGE_PASSWORD = """mutation($c: String!, $n: String!) {
-  changePassword(currentPassword: $c, newPassword: $n) { accessToken refreshToken } }"""
 SET_ROLES = "mutation($id: ID!, $r: [String!]!) { setUserRoles(userId: $id, roles: $r) { id } }"
 ADMIN_FIELD = "{ users(first: 1) { totalCount } }"
 

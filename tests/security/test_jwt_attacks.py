@@ -1,7 +1,7 @@
 """jwt_tool's playbook over HTTP: every forged or altered access token is refused.
 
 Each attack runs against an HS256 app and an EdDSA app (kid-based key lookup), on SQLite and
-PostgreSQL. Attacks already covered for HS256 in tests/test_foundation.py (wrong iss/aud with
+PostgreSQL. Attacks already covered for HS256 in tests/web/test_foundation.py (wrong iss/aud with
 a foreign key, `type` claim, `typ: JWT`, missing sid) are not repeated; these extend them.
 """
 
@@ -26,11 +26,12 @@ from api.auth.keys import KeyRing, public_jwk, thumbprint
 from api.auth.tokens import TokenService
 from api.clock import FrozenClock
 from api.db.models import User
-from tests.conftest import BASE_ENV, Api, code
+from tests.helpers.api import Api, StartApi
+from tests.helpers.env import BASE_ENV
+from tests.helpers.graphql import code
 from tests.security.conftest import (
     ACCESS_SECRET,
     ASYMMETRIC,
-    StartApi,
     b64,
     claims_of,
     hmac_jwt,

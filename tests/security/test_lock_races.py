@@ -12,17 +12,18 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.servers import (
+from tests.helpers.graphql import CHANGE_PASSWORD, code
+from tests.helpers.live import (
     DATABASES,
     ONE_WORKER,
     TWO_WORKERS_REDIS,
     Deployment,
-    code,
     deployment,
     unique_email,
 )
-from tests.mailbox import CHANGE_EMAIL, DELETE
-from tests.security.test_races import CHANGE_PASSWORD
+from tests.helpers.mailbox import CHANGE_EMAIL, DELETE
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 LIMIT = 10
 LIMITS = {"RATE_LIMIT_PER_EMAIL": f"{LIMIT} per 15 minutes", "TRUSTED_PROXIES": "127.0.0.1"}

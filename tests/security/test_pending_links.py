@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ME, code
-from tests.mailbox import (
+from tests.helpers.graphql import CHANGE_PASSWORD, ME, code
+from tests.helpers.mailbox import (
     CHANGE_EMAIL,
     REQUEST_RESET,
     RESET,
@@ -19,7 +19,6 @@ from tests.mailbox import (
     start_with_mailbox,
     token_in,
 )
-from tests.security.test_issued_tokens import CHANGE_PASSWORD
 
 ADA = "ada@example.com"
 ATTACKER = "attacker@x.example"

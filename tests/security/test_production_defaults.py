@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PRODUCTION_NEEDS, Api
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.env import PRODUCTION_NEEDS
 
 
 async def test_metrics_in_production_need_the_token(start_api: StartApi) -> None:

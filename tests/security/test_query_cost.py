@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 
 from schema.documents import ValidationResults, parse_unlinked
-from tests.conftest import Api, code
-from tests.live import live_server
-from tests.security.conftest import StartApi
+from tests.helpers.api import Api, StartApi
+from tests.helpers.graphql import code
+from tests.helpers.live import live_server
 
 ISSUE_13 = "{ " + " ".join("... on Query { " + "me { id } " * 29 + "}" for _ in range(12)) + " }"
 TRICKS = {
@@ -184,6 +184,7 @@ def _astral(n: int) -> str:
     return f"#\U0001f600{n:06d}{secrets.token_hex(8)}" + "x" * 65_000 + "\n{ __typename }"
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     ("document", "slack_mib"),
     [

@@ -16,26 +16,26 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.helpers.race import Op, Outcomes, owner_state_kept, race
-from tests.helpers.servers import (
+from tests.helpers.graphql import CHANGE_PASSWORD, code
+from tests.helpers.live import (
     DATABASES,
     ONE_WORKER,
     TWO_WORKERS_REDIS,
     Deployment,
-    code,
     deployment,
     unique_email,
 )
+from tests.helpers.mailbox import REQUEST_RESET, RESET
+from tests.helpers.race import Op, Outcomes, owner_state_kept, race
 from tests.helpers.smtp import smtp_inbox
-from tests.mailbox import REQUEST_RESET, RESET
+
+pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
 OLD = "old password one"
 NEW = "new password two"
 ROOT_PASSWORD = "root password"
 TRIALS = 5  # main broke 6 of 6 in every scenario; each trial costs ~0.5-1 s
 SPREAD = 0.06  # seconds: about two password hashes here, so starts land inside a hash
-CHANGE_PASSWORD = """mutation($c: String!, $n: String!) {
-  changePassword(currentPassword: $c, newPassword: $n) { accessToken refreshToken } }"""
 SET_ROLES = """mutation($id: ID!, $roles: [String!]!) {
   setUserRoles(userId: $id, roles: $roles) { id roles } }"""
 SET_ACTIVE = "mutation($id: ID!, $a: Boolean!) { setUserActive(userId: $id, active: $a) { id } }"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from api.settings import SettingsError, load_settings
-from tests.conftest import PRODUCTION_NEEDS
-from tests.live import free_port
+from tests.helpers.env import PRODUCTION_NEEDS
+from tests.helpers.live import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = "a" * 32

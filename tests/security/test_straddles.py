@@ -17,13 +17,10 @@ from api.db.models import ActionToken, User
 from api.errors import TokenRevokedError
 from api.identity import AccessClaims, ClientInfo
 from api.web.appkeys import SERVICES_KEY
-from tests.conftest import ME, Api, code
-from tests.security.conftest import StartApi
-from tests.test_sessions import SET_ACTIVE, SET_ROLES, make_admin
+from tests.helpers.api import Api, StartApi, make_admin
+from tests.helpers.graphql import CHANGE_PASSWORD, ME, SET_ACTIVE, SET_ROLES, code
 
 OLD, NEW = "correct horse", "a brand new password"
-CHANGE_PASSWORD = """mutation($c: String!, $n: String!) {
-  changePassword(currentPassword: $c, newPassword: $n) { accessToken refreshToken } }"""
 ADMIN_FIELD = "{ users(first: 1) { totalCount } }"
 CLIENT = ClientInfo(ip="203.0.113.7")
 

@@ -3,8 +3,8 @@ may hold, that bounds how many events (and bytes) one note change fans out."""
 
 from __future__ import annotations
 
-from tests.security.conftest import StartApi
-from tests.test_subscriptions import EVENTS, subscribe
+from tests.helpers.api import StartApi
+from tests.helpers.sockets import EVENTS, subscribe
 
 
 async def test_a_socket_runs_a_bounded_number_of_subscriptions(start_api: StartApi) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from tests.conftest import LOGIN, Api, code
+from tests.helpers.api import Api
+from tests.helpers.graphql import LOGIN, code
 
 ATTEMPTS = 15
 ROUNDS = 3
