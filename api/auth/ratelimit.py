@@ -26,8 +26,9 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
@@ -38,6 +39,7 @@ from api.networks import rate_limit_key
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 REDIS_RETRY_INTERVAL = 1.0  # seconds between tries of an unreachable Redis
 # A reservation outlives any password check (hash queue wait + hash): a worker that dies
 # mid-check gives its reservations back when the counter expires.
@@ -91,37 +93,36 @@ class RateLimiter:
     def _redis_due(self) -> bool:
         return time.monotonic() >= self._retry_redis_at
 
-    async def _hit(self, item: RateLimitItem, *key: str, refuse: bool = True) -> None:
-        """Count one attempt; past the limit raise RateLimitedError (when `refuse`)."""
-        limiter = self._memory
-        if self._redis is not None and self._redis_due():
+    async def _on_storage(
+        self, act: Callable[[Storage, MovingWindowRateLimiter], Awaitable[T]]
+    ) -> tuple[T, Storage, MovingWindowRateLimiter]:
+        """Run `act` on Redis while it answers (a second after it failed, try it again),
+        else on this process's memory; with the storage and limiter that answered."""
+        storage, limiter = self._storage()
+        if limiter is self._redis:
             try:
-                allowed = await self._redis.hit(item, *key)
+                result = await act(storage, limiter)
                 self._set_redis(True)
-                limiter = self._redis
+                return result, storage, limiter
             except StorageError:
                 self._set_redis(False)
-                allowed = await self._memory.hit(item, *key)
-        else:
-            allowed = await self._memory.hit(item, *key)
+        storage, limiter = self._memory_storage, self._memory
+        return await act(storage, limiter), storage, limiter
+
+    async def _hit(self, item: RateLimitItem, *key: str, refuse: bool = True) -> None:
+        """Count one attempt; past the limit raise RateLimitedError (when `refuse`)."""
+        allowed, _, limiter = await self._on_storage(lambda _, on: on.hit(item, *key))
         if not allowed and refuse:
             raise RateLimitedError(await self._retry_after(limiter, item, *key))
 
     async def _exceeded(self, item: RateLimitItem, *key: str) -> int | None:
         """Seconds until the next attempt is allowed, or None when under the limit."""
-        limiter = self._memory
-        if self._redis is not None and self._redis_due():
-            try:
-                if await self._redis.test(item, *key):
-                    self._set_redis(True)
-                    return None
-                self._set_redis(True)
-                return await self._retry_after(self._redis, item, *key)
-            except StorageError:
-                self._set_redis(False)
-        if await limiter.test(item, *key):
-            return None
-        return await self._retry_after(limiter, item, *key)
+
+        async def wait(_: Storage, on: MovingWindowRateLimiter) -> int | None:
+            return None if await on.test(item, *key) else await self._retry_after(on, item, *key)
+
+        seconds, _, _ = await self._on_storage(wait)
+        return seconds
 
     @staticmethod
     async def _retry_after(limiter: MovingWindowRateLimiter, item: RateLimitItem, *key: str) -> int:
@@ -168,17 +169,13 @@ class RateLimiter:
     async def _reserve(self, item: RateLimitItem, *key: str) -> tuple[Storage, str] | None:
         """Take one in-flight slot beside the failures window `key`; None when full."""
         counter = "inflight/" + item.key_for(*key)
-        storage, limiter = self._storage()
-        try:
-            in_flight = await storage.incr(counter, RESERVATION_TTL)
-            stats = await limiter.get_window_stats(item, *key)
-            if storage is self._redis_storage:
-                self._set_redis(True)
-        except StorageError:
-            self._set_redis(False)
-            storage, limiter = self._memory_storage, self._memory
-            in_flight = await storage.incr(counter, RESERVATION_TTL)
-            stats = await limiter.get_window_stats(item, *key)
+
+        async def take(storage: Storage, on: MovingWindowRateLimiter) -> tuple[int, WindowStats]:
+            return await storage.incr(counter, RESERVATION_TTL), await on.get_window_stats(
+                item, *key
+            )
+
+        (in_flight, stats), storage, _ = await self._on_storage(take)
         failures = item.amount - stats.remaining
         if failures + in_flight > item.amount:
             await self._release(storage, counter)

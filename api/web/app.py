@@ -138,6 +138,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=settings.get_queries,
         settings=settings,
+        trusted_proxies=trusted,  # parsed once for the app: the socket caps and the view
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),  # the contract's one protocol
         # Browsers on these origins may open the WebSocket too (same origin always may).
         allowed_origins=settings.cors_origins,

@@ -14,7 +14,7 @@ from strawberry.types import ExecutionResult
 
 from api.errors import AppError, QueryTooComplexError, ServiceUnavailableError
 from api.identity import ANONYMOUS
-from api.networks import TrustedNetworks, parse_networks
+from api.networks import TrustedNetworks
 from api.settings import Settings
 from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY
 from api.web.clients import client_info
@@ -47,12 +47,12 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
     graphql_transport_ws_handler_class = AuthTransportWSHandler
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, settings: Settings, trusted_proxies: TrustedNetworks, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
-        self.trusted_proxies = TrustedNetworks(
-            parse_networks("TRUSTED_PROXIES", settings.trusted_proxies)
-        )
+        self.trusted_proxies = trusted_proxies
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.socket_owners = SocketOwners(settings.max_websockets_per_user)
         self.token_watch = TokenWatch()
