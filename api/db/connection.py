@@ -177,13 +177,13 @@ async def atomic() -> AsyncIterator[BaseDBAsyncClient]:
     """
     outer = _AFTER_COMMIT.get()
     if outer is not None:
-        async with in_transaction() as conn:
+        async with _transaction() as conn:
             yield conn
         return
     hooks: list[AfterCommit] = []
     token = _AFTER_COMMIT.set(hooks)
     try:
-        async with in_transaction() as conn:
+        async with _transaction() as conn:
             if conn.capabilities.dialect == "sqlite":
                 await conn.execute_query("UPDATE users SET id = id WHERE 0")
             yield conn
@@ -191,6 +191,31 @@ async def atomic() -> AsyncIterator[BaseDBAsyncClient]:
         _AFTER_COMMIT.reset(token)
     for hook in hooks:
         await hook()
+
+
+@contextlib.asynccontextmanager
+async def _transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    """Tortoise's `in_transaction()`, entered so that a cancellation cannot leak it.
+
+    Its `__aenter__` takes the connection (SQLite: the connection's lock; PostgreSQL: a
+    pooled connection) and only then sends BEGIN. Cancelled in between (EXECUTION_TIMEOUT on
+    a saturated worker), it never reached `__aexit__`: the lock stayed taken and every later
+    query of the worker waited on it for good. Once the context holds its token, it is ours
+    to close."""
+    context = in_transaction()
+    try:
+        conn = await context.__aenter__()
+    except asyncio.CancelledError:
+        if getattr(context, "token", None) is not None:
+            with contextlib.suppress(Exception):
+                await context.__aexit__(asyncio.CancelledError, None, None)
+        raise
+    try:
+        yield conn
+    except BaseException as exc:
+        await context.__aexit__(type(exc), exc, exc.__traceback__)
+        raise
+    await context.__aexit__(None, None, None)
 
 
 async def after_commit(hook: AfterCommit) -> None:

@@ -10,9 +10,8 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import datetime
 
-from tortoise.transactions import in_transaction
-
 from api.clock import Clock, to_datetime
+from api.db.connection import atomic
 from api.db.models import Note
 from api.errors import BadUserInputError
 from api.identity import Viewer
@@ -87,7 +86,7 @@ class NoteService:
         """Owner only: an admin gets FORBIDDEN, anyone else NOT_FOUND. Absent fields stay."""
         title = None if title is None else check_title(title)
         body = None if body is None else check_body(body)
-        async with in_transaction() as conn:
+        async with atomic() as conn:
             note = await NOTES.get(viewer, note_id, Action.CHANGE, using_db=conn, for_update=True)
             if title is None and body is None:
                 return note
@@ -100,7 +99,7 @@ class NoteService:
 
     async def delete(self, viewer: Viewer, note_id: str) -> None:
         """Owner or admin; the owner's subscribers hear of it."""
-        async with in_transaction() as conn:
+        async with atomic() as conn:
             note = await NOTES.get(viewer, note_id, Action.DELETE, using_db=conn, for_update=True)
             await note.delete(using_db=conn)
         self._publish("deleted", note)
