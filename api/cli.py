@@ -1,5 +1,5 @@
 """The command line: serve, migrate, create-user, keys generate, guards, sessions prune,
-and the generated documents (schema, settings-table)."""
+documents check, and the generated documents (schema, settings-table)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from api.settings import Settings, SettingsError, load_settings
+from schema.manifest import ManifestError, read_manifest
 
 log = logging.getLogger("graphgate")
 
@@ -51,6 +52,16 @@ async def _prune_sessions(settings: Settings) -> int:
         await Tortoise.close_connections()
 
 
+def _check_manifest(settings: Settings, path: str) -> int:
+    """Every document of the manifest parsed and validated against the schema and the limits
+    of `settings`; the number of documents (ManifestError names the first invalid one)."""
+    from schema.build import build_schema
+
+    documents = read_manifest(path)
+    build_schema(settings, documents)
+    return len(documents)
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin or not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\r\n")
@@ -81,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     sessions_sub = sessions_p.add_subparsers(dest="sessions_command", required=True)
     sessions_sub.add_parser("prune", help="delete sessions that ended or expired")
     sub.add_parser("schema", help="print the GraphQL schema (SDL) that schema.graphql holds")
+    documents_p = sub.add_parser("documents", help="trusted documents")
+    documents_sub = documents_p.add_subparsers(dest="documents_command", required=True)
+    check_p = documents_sub.add_parser(
+        "check", help="parse and validate every document of a manifest (as the server does)"
+    )
+    check_p.add_argument("manifest")
     table_p = sub.add_parser("settings-table", help="print the Markdown table of every setting")
     table_p.add_argument("--write", metavar="FILE", help="replace the generated table in FILE")
     return parser
@@ -119,7 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command or "serve"
         if command == "serve" and settings.warning:
             log.warning("%s", settings.warning)
+        if command == "documents":
+            count = _check_manifest(settings, args.manifest)
+            print(f"{args.manifest}: {count} document(s), all valid")
+            return 0
         if command == "serve":
+            if settings.trusted_documents:  # refuse to start once, here, not in each worker
+                _check_manifest(settings, settings.trusted_documents)
             host = getattr(args, "host", None) or settings.host
             port = getattr(args, "port", None) or settings.port
             workers = getattr(args, "workers", None) or settings.workers
@@ -160,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ManifestError as exc:
+        print(f"trusted documents: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         from api.errors import AppError
