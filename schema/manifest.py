@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +157,13 @@ def check_documents(
             parsed, weight = parse_unlinked(document.text, {"max_tokens": settings.max_tokens})
         except GraphQLError as exc:
             raise ManifestError(f"{document.label} does not parse: {exc.message}") from None
-        if not any(isinstance(node, OperationDefinitionNode) for node in parsed.definitions):
+        operations = [
+            node for node in parsed.definitions if isinstance(node, OperationDefinitionNode)
+        ]
+        if not operations:
             raise ManifestError(f"{document.label} holds no operation")
+        if document.name is None and operations[0].name is not None:  # named in messages
+            document = replace(document, name=operations[0].name.value)
         errors = limits.validate(schema, parsed, rules)
         if errors:
             raise ManifestError(f"{document.label} is invalid: {_first_problem(errors)}")
