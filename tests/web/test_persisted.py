@@ -346,3 +346,27 @@ async def test_manifest_documents_meet_the_request_limits(
 def test_only_mode_needs_a_manifest(make_settings: Callable[..., Any]) -> None:
     with pytest.raises(SettingsError, match="TRUSTED_DOCUMENTS"):
         make_settings(TRUSTED_DOCUMENTS_MODE="only")
+
+
+async def test_only_mode_holds_over_websockets_too(start_api: StartApi, tmp_path: Path) -> None:
+    from tests.helpers.graphql import REGISTER
+    from tests.helpers.sockets import bearer, open_socket
+
+    me = "query Me { me { email } }"
+    api = await start_api(
+        TRUSTED_DOCUMENTS=str(codegen_manifest(tmp_path, me, REGISTER)),
+        TRUSTED_DOCUMENTS_MODE="only",
+    )
+    token = (await api.register())["accessToken"]
+    ws = await open_socket(api, bearer(token))
+    assert await ws.receive_json(timeout=2) == {"type": "connection_ack"}
+    await ws.send_json({"id": "t", "type": "subscribe", "payload": {"documentId": sha(me)}})
+    message = await ws.receive_json(timeout=2)
+    assert message["payload"]["data"] == {"me": {"email": "ada@example.com"}}
+    assert (await ws.receive_json(timeout=2))["type"] == "complete"
+    hand_written = "subscription { noteEvents { kind } }"
+    await ws.send_json({"id": "h", "type": "subscribe", "payload": {"query": hand_written}})
+    refused = await ws.receive_json(timeout=2)
+    assert refused["type"] == "error" and refused["id"] == "h"
+    assert refused["payload"][0]["extensions"]["code"] == "DOCUMENT_NOT_TRUSTED"
+    await ws.close()
