@@ -370,3 +370,25 @@ async def test_only_mode_holds_over_websockets_too(start_api: StartApi, tmp_path
     assert refused["type"] == "error" and refused["id"] == "h"
     assert refused["payload"][0]["extensions"]["code"] == "DOCUMENT_NOT_TRUSTED"
     await ws.close()
+
+
+async def test_apq_documents_are_shared_by_replicas_through_redis(start_api: StartApi) -> None:
+    import uuid
+
+    from redis.asyncio import Redis
+
+    from api.infra.docstore import REDIS_PREFIX
+    from tests.helpers.env import redis_or_skip
+
+    url = redis_or_skip()
+    one = await start_api(REDIS_URL=url)
+    other = await start_api(REDIS_URL=url)
+    text = f"query Shared {{ __typename }} # {uuid.uuid4().hex}"  # no other run's document
+    try:
+        assert code((await send(other, apq(text)))[1]) == "PERSISTED_QUERY_NOT_FOUND"
+        assert (await send(one, apq(text, with_query=True)))[1] == {"data": {"__typename": "Query"}}
+        assert (await send(other, apq(text)))[1] == {"data": {"__typename": "Query"}}
+    finally:
+        redis = Redis.from_url(url)
+        await redis.delete(REDIS_PREFIX + sha(text))
+        await redis.aclose()
