@@ -104,13 +104,14 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
             return ExecutionResult(data=None, errors=[error])
         operation = request_data.operation_name or resolved.name
         note_document(context.services.metrics, resolved, operation, "ran")
-        kwargs["request_data"] = GraphQLRequestData(
-            query=resolved.query,
-            variables=request_data.variables,
-            operation_name=request_data.operation_name,
-            extensions=request_data.extensions,
-            protocol=request_data.protocol,
-        )
+        if resolved.query is not request_data.query:  # a named document: run its text
+            kwargs["request_data"] = GraphQLRequestData(
+                query=resolved.query,
+                variables=request_data.variables,
+                operation_name=request_data.operation_name,
+                extensions=request_data.extensions,
+                protocol=request_data.protocol,
+            )
         try:
             # The schema arms EXECUTION_TIMEOUT (only for operations that wait on something).
             result = await super().execute_single(request, request_adapter, *args, **kwargs)

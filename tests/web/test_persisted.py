@@ -392,3 +392,16 @@ async def test_apq_documents_are_shared_by_replicas_through_redis(start_api: Sta
         redis = Redis.from_url(url)
         await redis.delete(REDIS_PREFIX + sha(text))
         await redis.aclose()
+
+
+async def test_manifest_documents_meet_the_same_rules_as_requests(
+    start_api: StartApi, tmp_path: Path
+) -> None:
+    introspection = "query Schema { __schema { queryType { name } } }"
+    manifest = str(apollo_manifest(tmp_path, introspection))
+    api = await start_api(TRUSTED_DOCUMENTS=manifest, INTROSPECTION="on")
+    assert (await send(api, {"documentId": sha(introspection)}))[1] == {
+        "data": {"__schema": {"queryType": {"name": "Query"}}}
+    }
+    with pytest.raises(ManifestError, match="operation 'Schema'"):
+        await start_api(TRUSTED_DOCUMENTS=manifest, INTROSPECTION="off")
