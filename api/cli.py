@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from api.settings import Settings, SettingsError, load_settings
-from schema.manifest import ManifestError, read_manifest
 
 log = logging.getLogger("graphgate")
 
@@ -56,6 +55,7 @@ def _check_manifest(settings: Settings, path: str) -> int:
     """Every document of the manifest parsed and validated against the schema and the limits
     of `settings`; the number of documents (ManifestError names the first invalid one)."""
     from schema.build import build_schema
+    from schema.manifest import read_manifest
 
     documents = read_manifest(path)
     build_schema(settings, documents)
@@ -184,12 +184,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    except ManifestError as exc:
-        print(f"trusted documents: {exc}", file=sys.stderr)
-        return 2
     except Exception as exc:
         from api.errors import AppError
+        from schema.manifest import ManifestError
 
+        if isinstance(exc, ManifestError):
+            print(f"trusted documents: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, AppError):
             print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
             return 1
