@@ -222,6 +222,11 @@ DOCS: dict[str, SettingDoc] = {
     ),
     # Operations
     "shutdown_timeout": SettingDoc("seconds to finish in-flight requests after SIGTERM"),
+    "shutdown_delay": SettingDoc(
+        "seconds between SIGTERM and closing the port, during which `/readyz` answers 503 "
+        "`draining` and requests are still served: the load balancer takes the worker out of "
+        "rotation before it stops accepting (docs/scaling.md)"
+    ),
     "log_format": SettingDoc(
         "`json` or `text`; JSON lines carry a request id, the operation, the user id and the "
         "duration",
