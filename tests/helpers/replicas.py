@@ -61,7 +61,10 @@ class Proxy:
             "PROXY_BIND": f"127.0.0.1:{self.port}",
             "STATS_BIND": f"127.0.0.1:{self.stats_port}",
             "PROXY_REPLICA_HEADER": "1",
-            **{f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in zip(NAMES, ports)},
+            **{
+                f"{name.upper()}_ADDR": f"127.0.0.1:{port}"
+                for name, port in zip(NAMES, ports, strict=True)
+            },
         }
         self.log_path = cwd / "haproxy.log"
         with open(self.log_path, "wb") as log:

@@ -99,7 +99,10 @@ async def test_the_per_ip_limit_holds_in_total_not_per_replica(rig: Rig) -> None
     async with client_session(ip) as http:
         client = rig.client(http, ip)
         answers = await asyncio.gather(
-            *(client.call(LOGIN, {"email": unique_email(), "password": "wrong password"}) for _ in range(26))
+            *(
+                client.call(LOGIN, {"email": unique_email(), "password": "wrong password"})
+                for _ in range(26)
+            )
         )
     assert {answer.replica for answer in answers} == set(NAMES)
     assert outcomes(answers) == {"INVALID_CREDENTIALS": 20, "RATE_LIMITED": 6}
