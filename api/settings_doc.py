@@ -54,6 +54,11 @@ DOCS: dict[str, SettingDoc] = {
         "seconds one PostgreSQL statement may run (cancelled on the server); past it "
         "`SERVICE_UNAVAILABLE`"
     ),
+    "ready_without_redis": SettingDoc(
+        "`/readyz` answers 200 while the database answers even when Redis does not (its body "
+        "still says `\"redis\": \"down\"`): replicas sharing one Redis keep serving through "
+        "its outage instead of all leaving the rotation (docs/scaling.md)"
+    ),
     "redis_url": SettingDoc(
         "when set, revocations, rate limits and subscription events are shared by every worker "
         "and replica through Redis"

@@ -46,7 +46,9 @@ async def readyz(request: web.Request) -> web.Response:
         states[name] = "down" if isinstance(result, BaseException) else "up"
         if isinstance(result, BaseException):
             log.warning("readiness check: %s does not answer (%r)", name, result)
-    ready = all(state == "up" for state in states.values())
+    # Without Redis the service is still correct (docs/scaling.md): optionally, still ready.
+    needed = {"database"} if request.app[SETTINGS_KEY].ready_without_redis else set(states)
+    ready = all(states[name] == "up" for name in needed)
     body = {"status": "ok" if ready else "unavailable", **states}
     return web.json_response(body, status=200 if ready else 503)
 
