@@ -56,7 +56,7 @@ DOCS: dict[str, SettingDoc] = {
     ),
     "ready_without_redis": SettingDoc(
         "`/readyz` answers 200 while the database answers even when Redis does not (its body "
-        "still says `\"redis\": \"down\"`): replicas sharing one Redis keep serving through "
+        'still says `"redis": "down"`): replicas sharing one Redis keep serving through '
         "its outage instead of all leaving the rotation (docs/scaling.md)"
     ),
     "redis_url": SettingDoc(

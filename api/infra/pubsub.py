@@ -1,12 +1,28 @@
-"""Following one Redis pub/sub channel: shared by the revocation feed and the event bus."""
+"""Redis as every part of the app uses it: the client options, and following one pub/sub
+channel (shared by the revocation feed and the event bus)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+
+def redis_options(socket_timeout: float) -> dict[str, Any]:
+    """Keyword options for a Redis client: a second to connect, `socket_timeout` per reply,
+    and one immediate retry on a connection error. After Redis restarts, the first command on
+    each pooled connection finds it dead; without the retry, a revocation published then was
+    lost to the other replicas (they trusted memory for up to a second) and a rate-limit hit
+    fell back to this process's memory for a second. A timeout is not retried: it would double
+    the wait on a Redis that hangs."""
+    retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    return {"socket_connect_timeout": 1, "socket_timeout": socket_timeout, "retry": retry}
 
 
 async def follow_channel(

@@ -1,7 +1,8 @@
-"""The replica rig as a fixture: one per test module and worker count (1 or 2 per replica).
+"""The replica rig as a fixture: one per run and worker count (1 or 2 per replica), shared by
+every test here (starting one costs seconds); a test that restarts parts leaves it whole.
 
 PostgreSQL is the test database (TEST_POSTGRES_URL), emptied first; Redis is a throwaway
-redis-server of the module's own, because pub/sub channels are global to a Redis server
+redis-server of its own, because pub/sub channels are global to a Redis server
 (another run's events would arrive here) and because a test here stops it. Skipped, with the
 reason, where HAProxy, PostgreSQL or redis-server is missing.
 """
@@ -28,6 +29,7 @@ RIG_ENV = {
     "SHUTDOWN_DELAY": SHUTDOWN_DELAY,
     "RATE_LIMIT_PER_EMAIL": "5 per 15 minutes",
     "RATE_LIMIT_PER_IP": "20 per 15 minutes",
+    "READY_WITHOUT_REDIS": "true",  # a Redis outage must not empty the rotation (see there)
     "DATABASE_POOL_SIZE": "4",
     "LOG_FORMAT": "text",
 }
@@ -39,8 +41,8 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
         pool.submit(asyncio.run, coro).result()
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
+@pytest.fixture(scope="session")
+def rig_redis() -> Iterator[RedisServer]:
     try:
         server = RedisServer()
         server.start()
@@ -51,21 +53,21 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 @pytest.fixture(
-    scope="module",
+    scope="session",
     params=[1, 2],
     ids=["1-worker-each", "2-workers-each"],
 )
 def rig(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    redis_server: RedisServer,
+    rig_redis: RedisServer,
 ) -> Iterator[Rig]:
     """Two replicas of `param` workers each, behind HAProxy, started and all UP."""
     haproxy = haproxy_or_skip()
     database = postgres_or_skip()
     run(reset_postgres(database))
     root = tmp_path_factory.mktemp("rig")
-    env = server_env(root, DATABASE_URL=database, REDIS_URL=redis_server.url, **RIG_ENV)
+    env = server_env(root, DATABASE_URL=database, REDIS_URL=rig_redis.url, **RIG_ENV)
     started = Rig(root, env, workers=int(request.param))
     try:
         yield started.start(haproxy)
