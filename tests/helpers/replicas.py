@@ -141,6 +141,18 @@ class Client:
         return (await self.call(query, variables, token)).body
 
 
+@dataclass(frozen=True)
+class Roll:
+    """What one replica's restart looked like (seconds from its SIGTERM)."""
+
+    name: str
+    out_of_rotation_after: float
+    still_running_when_out: bool
+    exit_status: int
+    exited_after: float
+    back_in_rotation_after: float
+
+
 @dataclass
 class Rig:
     """Two replicas behind the proxy; `restart` replaces one on its own port."""
@@ -175,6 +187,24 @@ class Rig:
         for name in NAMES:
             self.proxy.wait_state(name, "UP")
         return self
+
+    def roll(self, index: int) -> Roll:
+        """Restart replica `index` as an orchestrator would: SIGTERM; the proxy must count it
+        out while it still runs (readiness before the port closes); it must exit 0; a new
+        one starts on the same port and the proxy counts it in again."""
+        assert self.proxy is not None
+        name, old = NAMES[index], self.replicas[index]
+        started = time.monotonic()
+        old.terminate()
+        out_after = self.proxy.wait_state(name, "DOWN")
+        still_running = old.proc.poll() is None
+        status = old.wait(60)
+        exited_after = time.monotonic() - started
+        new = self.replicas[index] = self.spawn(index)
+        new.wait_ready(60).wait_for_log("started", count=self.workers)
+        self.proxy.wait_state(name, "UP")
+        back_after = time.monotonic() - started
+        return Roll(name, out_after, still_running, status, exited_after, back_after)
 
     def stop(self) -> None:
         """Everything down; the replicas at once (a second SIGTERM skips SHUTDOWN_DELAY)."""
