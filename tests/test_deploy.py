@@ -132,3 +132,19 @@ def test_the_haproxy_configuration_parses() -> None:
         [binary, "-c", "-f", str(config)], env=env, capture_output=True, timeout=30
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_compose_runs_its_replicas_behind_the_rigs_haproxy_configuration() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    replicas = {
+        name for name, service in services.items() if "replicas" in service.get("profiles", [])
+    }
+    assert {"api1", "api2", "proxy"} <= replicas
+    mounts = services["proxy"]["volumes"]
+    assert "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro" in mounts
+    proxy_address = services["proxy"]["networks"]["replicas"]["ipv4_address"]
+    for name in ("api1", "api2"):
+        environment = services[name]["environment"]
+        assert environment["TRUSTED_PROXIES"] == proxy_address
+        assert int(environment["SHUTDOWN_DELAY"]) >= 1
