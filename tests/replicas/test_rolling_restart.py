@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections import Counter
 
 import aiohttp
@@ -34,11 +35,12 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_write(
     failures: list[str] = []
     acknowledged: list[str] = []  # note ids the clients were told about
     stop = asyncio.Event()
+    run = uuid.uuid4().hex[:8]  # this test's notes (the rig's database holds others)
 
     async def load(client: Client, token: str, n: int) -> None:
         sent = 0
         while not stop.is_set():
-            for query, variables in ((CREATE, {"t": f"c{n}-{sent}", "b": "."}), (LIVE, None)):
+            for query, variables in ((CREATE, {"t": f"{run}-{n}-{sent}", "b": "."}), (LIVE, None)):
                 sent += 1
                 try:
                     answer = await client.call(query, variables, token=token)
@@ -74,7 +76,8 @@ async def test_a_rolling_restart_under_load_fails_no_request_and_loses_no_write(
 
     conn = await asyncpg.connect(rig.env["DATABASE_URL"].replace("postgres", "postgresql", 1))
     try:
-        stored = {str(row["id"]) for row in await conn.fetch("SELECT id FROM notes")}
+        rows = await conn.fetch("SELECT id FROM notes WHERE title LIKE $1", f"{run}-%")
+        stored = {str(row["id"]) for row in rows}
     finally:
         await conn.close()
 
