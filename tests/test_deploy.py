@@ -64,7 +64,7 @@ def test_a_typo_in_a_manifest_is_caught() -> None:
 def test_the_configmap_names_real_settings_that_load_in_production() -> None:
     data = resources()["ConfigMap"]["data"]
     known = {env_name(field.name) for field in setting_fields()}
-    assert set(data) - known - {"PROMETHEUS_MULTIPROC_DIR"} == set()
+    assert set(data) - known == set()
     assert not set(data) & SECRET_KEYS  # secrets come from the Secret, by reference
     secrets = {
         "JWT_SECRET": "k8s-check-access-secret-0123456789-abcdefgh",
