@@ -70,7 +70,7 @@ class RateLimiter:
                 f"async+{redis_url}",
                 implementation="redispy",
                 wrap_exceptions=True,
-                **redis_options(socket_timeout=1),
+                **redis_options(socket_timeout=1, retry_once=True),
             )
             if redis_url
             else None

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.infra.logs import ModeLog
-from api.infra.pubsub import follow_channel, redis_options
+from api.infra.pubsub import follow_channel, publish, redis_options
 from api.infra.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class EventBus:
         while True:
             message = await self._outbox.get()
             try:
-                await self._redis.publish(self.CHANNEL, message)
+                await publish(self._redis, self.CHANNEL, message)
             except (RedisError, OSError):
                 log.warning("events: an event could not be sent to Redis; other workers miss it")
 
