@@ -140,3 +140,14 @@ async def test_shutdown_delay_keeps_serving_while_readyz_says_draining(
     with pytest.raises(aiohttp.ClientError):  # and then the port is closed
         async with aiohttp.ClientSession() as session:
             await session.get(f"{server.url}/healthz")
+
+
+async def test_a_second_sigterm_skips_the_rest_of_the_shutdown_delay(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = serve(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3", SHUTDOWN_DELAY="60")
+    server.wait_ready().wait_for_log("started")
+    server.terminate()
+    await asyncio.to_thread(server.wait_for_log, "draining")
+    server.terminate()
+    assert await asyncio.to_thread(server.wait, 20) == 0  # long before the 60 s are over
