@@ -77,6 +77,8 @@ class Settings:
     rate_limit_per_email: str = "10 per 15 minutes"
     rate_limit_per_ip: str = "300 per 15 minutes"
     shutdown_timeout: int = 10
+    shutdown_delay: int = 0
+    ready_without_redis: bool = False
     max_query_depth: int = 10
     max_aliases: int = 30
     max_tokens: int = 2000
@@ -372,6 +374,8 @@ def load_settings(
         ).strip(),
         rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", _default("RATE_LIMIT_PER_IP")).strip(),
         shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", low=0),
+        shutdown_delay=_int(env, "SHUTDOWN_DELAY", low=0),
+        ready_without_redis=_bool(env, "READY_WITHOUT_REDIS", False),
         max_query_depth=_int(env, "MAX_QUERY_DEPTH", low=1),
         max_aliases=_int(env, "MAX_ALIASES", low=1),
         max_tokens=_int(env, "MAX_TOKENS", low=1),

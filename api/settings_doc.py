@@ -54,6 +54,11 @@ DOCS: dict[str, SettingDoc] = {
         "seconds one PostgreSQL statement may run (cancelled on the server); past it "
         "`SERVICE_UNAVAILABLE`"
     ),
+    "ready_without_redis": SettingDoc(
+        "`/readyz` answers 200 while the database answers even when Redis does not (its body "
+        'still says `"redis": "down"`): replicas sharing one Redis keep serving through '
+        "its outage instead of all leaving the rotation (docs/scaling.md)"
+    ),
     "redis_url": SettingDoc(
         "when set, revocations, rate limits and subscription events are shared by every worker "
         "and replica through Redis"
@@ -236,6 +241,11 @@ DOCS: dict[str, SettingDoc] = {
     ),
     # Operations
     "shutdown_timeout": SettingDoc("seconds to finish in-flight requests after SIGTERM"),
+    "shutdown_delay": SettingDoc(
+        "seconds between SIGTERM and closing the port, during which `/readyz` answers 503 "
+        "`draining` and requests are still served: the load balancer takes the worker out of "
+        "rotation before it stops accepting (docs/scaling.md)"
+    ),
     "log_format": SettingDoc(
         "`json` or `text`; JSON lines carry a request id, the operation, the user id and the "
         "duration",

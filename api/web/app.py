@@ -16,7 +16,7 @@ from api.infra.tasks import cancel_all
 from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.services import Services
 from api.settings import Settings
-from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.appkeys import DRAINING_KEY, LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
 from api.web.clients import client_ip
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
@@ -33,7 +33,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database (and Redis, if configured) answer within a second; else 503."""
+    """200 when the database (and Redis, if configured) answer within a second; else 503
+    (at once, without checking, once SIGTERM has come: the worker is on its way out)."""
+    if request.app[DRAINING_KEY].is_set():
+        return web.json_response({"status": "draining"}, status=503)
     checks: dict[str, Awaitable[None]] = {"database": db.ping()}
     feed = request.app[SERVICES_KEY].revocations.feed
     if feed is not None:
@@ -44,7 +47,9 @@ async def readyz(request: web.Request) -> web.Response:
         states[name] = "down" if isinstance(result, BaseException) else "up"
         if isinstance(result, BaseException):
             log.warning("readiness check: %s does not answer (%r)", name, result)
-    ready = all(state == "up" for state in states.values())
+    # Without Redis the service is still correct (docs/scaling.md): optionally, still ready.
+    needed = {"database"} if request.app[SETTINGS_KEY].ready_without_redis else set(states)
+    ready = all(states[name] == "up" for name in needed)
     body = {"status": "ok" if ready else "unavailable", **states}
     return web.json_response(body, status=200 if ready else 503)
 
@@ -128,6 +133,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app[SETTINGS_KEY] = settings
     app[SERVICES_KEY] = services = Services.build(settings, clock)
     app[LOOP_LAG_KEY] = LoopLag()
+    app[DRAINING_KEY] = asyncio.Event()
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)

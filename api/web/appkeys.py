@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -14,3 +15,5 @@ if TYPE_CHECKING:
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 LOOP_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("loop_lag")
+# Set once SIGTERM has come: /readyz answers 503 while requests are still served.
+DRAINING_KEY: web.AppKey[asyncio.Event] = web.AppKey("draining")
