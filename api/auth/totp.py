@@ -25,9 +25,9 @@ def provisioning_uri(secret: str, account: str, issuer: str) -> str:
 
 def qr_svg(uri: str) -> str:
     """The URI as a QR code, an SVG document (no raster image library needed)."""
-    out = io.StringIO()
+    out = io.BytesIO()
     segno.make(uri, error="m").save(out, kind="svg", xmldecl=False, scale=4)
-    return out.getvalue()
+    return out.getvalue().decode("utf-8")
 
 
 def matching_step(secret: str, code: str, now: float) -> int | None:
