@@ -95,8 +95,9 @@ DOCS: dict[str, SettingDoc] = {
         "SameSite=Strict; Path=/graphql` cookie, and `refresh` accepts it"
     ),
     "fresh_auth_max_age": SettingDoc(
-        "seconds after a password entry during which `changeEmail`, `deleteAccount`, "
-        "`setUserRoles` and `setUserActive` need no password"
+        "seconds after a sign-in during which `changeEmail`, `deleteAccount`, `setUserRoles`, "
+        "`setUserActive`, `startTotpEnrollment`, `regenerateRecoveryCodes`, `disableTotp` and "
+        "`resetUserMfa` need no password"
     ),
     "mfa_required_roles": SettingDoc(
         "comma-separated roles whose holders must sign in with a second factor: without it "
