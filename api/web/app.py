@@ -10,8 +10,8 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from api.clock import Clock, system_clock
 from api.auth.second_factor import require_key_if_enrolled
+from api.clock import Clock, system_clock
 from api.db import connection as db
 from api.infra.tasks import cancel_all
 from api.networks import TrustedNetworks, parse_networks, rate_limit_key
