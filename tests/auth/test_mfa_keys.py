@@ -36,10 +36,11 @@ async def test_production_needs_the_key_once_a_user_has_enrolled(
     key = new_key()
     keyed = await start_api(clock=clock, APP_ENV="production", MFA_ENCRYPTION_KEY=key)
     secret = (await enrol(keyed, token, clock)).secret
+    # With the key, the enrolled user signs in; without it, the server no longer starts
+    # (last: a start that fails closes the database this test's other apps share).
+    assert "errors" not in await sign_in(keyed, ADA, totp_code(secret, clock))
     with pytest.raises(SettingsError, match="MFA_ENCRYPTION_KEY is required"):
         await start_api(clock=clock, APP_ENV="production")
-    # With the key, the enrolled user signs in.
-    assert "errors" not in await sign_in(keyed, ADA, totp_code(secret, clock))
 
 
 async def test_keys_rotate_and_secrets_move_to_the_new_key_on_use(
