@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pyotp
 import pytest
@@ -298,3 +299,20 @@ async def test_an_admin_resets_a_lost_second_factor(
         for e in (await api.gql(events, token=admin_token))["data"]["auditEvents"]["edges"]
     ]
     assert "mfa_reset" in kinds and "mfa_reset_by_admin" in kinds and "totp_enabled" in kinds
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_no_secret_code_or_mfa_token_reaches_the_log(
+    start_api: StartApi, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    api = await start_api(clock=clock)
+    token = (await api.register(ADA))["accessToken"]
+    enrolled = await enrol(api, token, clock)
+    step = await mfa_token(api, ADA)
+    await api.gql(VERIFY, {"t": step["mfaToken"], "c": "000000"})
+    await api.gql(VERIFY, {"t": step["mfaToken"], "c": enrolled.recovery_codes[0]})
+    logged = caplog.text
+    assert caplog.records  # the access log ran
+    for value in (enrolled.secret, step["mfaToken"], *enrolled.recovery_codes, "000000"):
+        assert value not in logged
