@@ -96,8 +96,7 @@ async def test_a_code_is_accepted_once_and_one_step_of_skew(
     assert code(replay) == "INVALID_CREDENTIALS"
 
     clock.advance(30)
-    # The phone runs a step behind: the previous step's code is... spent already (it was
-    # `now_code`); a step ahead works, and then nothing at or before it does.
+    # A phone a step ahead works, and then no code of that step or before it does.
     ahead = totp_code(secret, clock, steps=1)
     assert "errors" not in await sign_in(api, ADA, ahead)
     assert code(await sign_in(api, ADA, totp_code(secret, clock))) == "INVALID_CREDENTIALS"
