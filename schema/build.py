@@ -17,6 +17,7 @@ from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
 from schema.limits import limit_extensions
 from schema.manifest import TrustedDocument, check_documents
+from schema.mfa import MfaMutation
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
 from schema.queries import Query
@@ -24,7 +25,7 @@ from schema.telemetry import RequestTelemetry
 
 # Each domain module contributes its own root fields; they are merged here.
 QUERIES: tuple[type, ...] = (Query, NoteQuery, AdminQuery)
-MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation)
+MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation, MfaMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (NoteSubscription,)
 
 

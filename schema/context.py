@@ -32,6 +32,9 @@ class Context:
     transport: Transport
     # Read only with REQUIRE_VERIFIED_EMAIL on (load_email_verified); None: not read.
     email_verified: bool | None = None
+    # Read only for a viewer whose roles need a second factor their token lacks: whether
+    # they enrolled (they sign in again) or not (they enrol first). None: not read.
+    mfa_enrolled: bool | None = None
 
     @cached_property
     def users(self) -> DataLoader[str, User | None]:
@@ -54,13 +57,29 @@ class Context:
         return user
 
     async def load_email_verified(self) -> None:
-        """REQUIRE_VERIFIED_EMAIL: read the viewer's row once, so guards can stay synchronous.
+        """What synchronous guards need from the viewer's row, read once per request, and
+        only when a guard will ask: REQUIRE_VERIFIED_EMAIL's flag, and whether a viewer that
+        MFA_REQUIRED_ROLES refuses has enrolled (for INSUFFICIENT_AUTHENTICATION's message).
 
         The DataLoader keeps the row for the rest of the request (current_user() reuses it).
         """
-        if self.viewer.user_id is not None:
-            user = await self.users.load(self.viewer.user_id)
+        claims = self.viewer.claims
+        if claims is None:
+            return
+        settings = self.services.settings
+        refused = not claims.multi_factor and any(
+            role in settings.mfa_required_roles for role in claims.roles
+        )
+        if settings.require_verified_email or refused:
+            user = await self.users.load(claims.sub)
             self.email_verified = user is not None and user.email_verified
+            self.mfa_enrolled = user is not None and user.totp_secret is not None
+
+    @property
+    def needs_guard_facts(self) -> bool:
+        """Whether `load_email_verified` has anything to read for this request."""
+        settings = self.services.settings
+        return settings.require_verified_email or bool(settings.mfa_required_roles)
 
 
 Info = strawberry.Info[Context, None]

@@ -7,12 +7,28 @@ from datetime import datetime
 
 import strawberry
 
+from api.accounts.mfa.enrolment import MfaState, mfa_state
 from api.auth.sessions import IssuedPair
 from api.db.models import Session as SessionRow
 from api.db.models import User as UserRow
 from api.errors import ForbiddenError, NotFoundError
 from schema.context import Info
 from schema.transport import Transport
+
+
+@strawberry.type(description="A user's second factors.")
+class MfaStatus:
+    totp_enabled: bool
+    recovery_codes_left: int
+    passkeys: int = strawberry.field(description="Registered passkeys (always 0 for now).")
+
+    @classmethod
+    def of(cls, state: MfaState) -> MfaStatus:
+        return cls(
+            totp_enabled=state.totp_enabled,
+            recovery_codes_left=state.recovery_codes_left,
+            passkeys=state.passkeys,
+        )
 
 
 @strawberry.type(
@@ -49,6 +65,13 @@ class UserType:
         if not self.own and viewer.user_id != self.user_id and not viewer.has_role("admin"):
             raise ForbiddenError()
         return (await self._row(info)).email
+
+    @strawberry.field(description="Second factors: visible to the user themself and to admins.")
+    async def mfa(self, info: Info) -> MfaStatus:
+        viewer = info.context.viewer
+        if not self.own and viewer.user_id != self.user_id and not viewer.has_role("admin"):
+            raise ForbiddenError()
+        return MfaStatus.of(await mfa_state(await self._row(info)))
 
     @strawberry.field
     async def display_name(self, info: Info) -> str | None:

@@ -39,6 +39,7 @@ from api.settings import Settings
 # Each cut-off is at least one second past the previous one; a token issued after a few in a
 # row waits for its `iat` (see _pair). Past this many seconds the client retries instead.
 MAX_SIGNING_WAIT = 3.0
+PASSWORD_ONLY = ("pwd",)  # RFC 8176 `amr` of a password sign-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +82,9 @@ class SessionService:
         device: str | None,
         client: ClientInfo,
         using_db: BaseDBAsyncClient | None = None,
+        amr: tuple[str, ...] = PASSWORD_ONLY,
     ) -> IssuedPair:
-        """A new session for a user who just proved their password."""
+        """A new session for a user who just proved their password (and, per `amr`, more)."""
         iat = int(self._clock())
         jti = new_jti()
         max_exp = iat + self._max_age
@@ -100,6 +102,7 @@ class SessionService:
             auth_time=iat,
             current_jti_hash=hash_jti(jti),
             latest_access_iat=iat,
+            amr=list(amr),
             using_db=using_db,
         )
         return await self._pair(user, session, jti, iat, exp)
@@ -117,7 +120,12 @@ class SessionService:
         if early > 0:
             await asyncio.sleep(early)
         access, access_exp = self._tokens.issue_access(
-            sub=str(user.id), sid=sid, roles=user.roles, auth_time=session.auth_time, iat=access_iat
+            sub=str(user.id),
+            sid=sid,
+            roles=user.roles,
+            auth_time=session.auth_time,
+            iat=access_iat,
+            amr=session.amr or PASSWORD_ONLY,  # kept on the session row: a refresh keeps it
         )
         refresh = self._tokens.issue_refresh(sub=str(user.id), sid=sid, jti=jti, iat=iat, exp=exp)
         return IssuedPair(

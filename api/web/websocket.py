@@ -208,7 +208,7 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             return RateLimitedError(1, "Too many WebSockets open for this user.")
         self.owner = viewer.user_id
         self.context.viewer = viewer
-        if self.context.services.settings.require_verified_email:  # read once per socket
+        if self.context.needs_guard_facts:  # read once per socket
             await self.context.load_email_verified()
         self.registry.token_watch.add(self, viewer.claims)
         return None
