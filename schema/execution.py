@@ -1,17 +1,21 @@
 """The schema's execution: error masking, and a fast path for operations seen before.
 
 A query text that once parsed and validated without errors (ValidationResults keeps its
-document) runs straight on graphql-core's `execute`: the same document, resolvers and
-permission classes, the same error processing, masking and telemetry as on strawberry's
-full pipeline, without building an execution context, the extension instances and their
-hook context managers on every request (a fifth of the CPU of a small guarded query).
+document) skips strawberry's pipeline: the same document, resolvers and permission
+classes, the same error processing, masking and telemetry as on the full pipeline, without
+building an execution context, the extension instances and their hook context managers on
+every request (a fifth of the CPU of a small guarded query). Such an operation runs on its
+compiled plan (schema/plan.py: a query without directives or abstract types), else on
+graphql-core's `execute`; both answer alike (tests/schema/test_plan.py, and the
+differential check the test suite runs on every prepared operation).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from functools import partial
 from typing import Any
 
 import strawberry
@@ -26,6 +30,7 @@ from graphql import (
 from graphql import (
     ExecutionResult as GraphQLExecutionResult,
 )
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
@@ -41,6 +46,7 @@ from api.db import connection as db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
 from schema.documents import ParseOnce, ValidationResults
 from schema.limits import TagTokenLimit, ValidateLimitsFirst
+from schema.plan import OperationPlan, PlanCache
 from schema.telemetry import RequestTelemetry, record_operation
 from schema.text_input import bad_variables
 
@@ -80,12 +86,32 @@ class GraphGateExecutionContext(StrawberryGraphQLCoreExecutionContext):
         built = super().build(*args, **kwargs)
         if not isinstance(built, list):
             return bad_variables(built.variable_values.coerced) or built
-        if isinstance(built, list):
-            for error in built:
-                variable = _bad_variable(error)
-                if variable is not None:
-                    error.extensions = {"code": BadUserInputError.code, "field": variable}
-        return built
+        return _tag_variable_errors(built)
+
+
+def _tag_variable_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    for error in errors:
+        variable = _bad_variable(error)
+        if variable is not None:
+            error.extensions = {"code": BadUserInputError.code, "field": variable}
+    return errors
+
+
+# graphql-core's default, which `execute` uses on the other path.
+MAX_COERCION_ERRORS = 50
+
+
+def coerce_variables(
+    schema: Any, operation: OperationDefinitionNode, raw: dict[str, Any] | None
+) -> VariableValues | list[GraphQLError]:
+    """The operation's variables as GraphGateExecutionContext.build coerces them (the same
+    errors, tagged alike), for a compiled plan."""
+    values = get_variable_values(
+        schema, operation.variable_definitions or (), raw or {}, max_errors=MAX_COERCION_ERRORS
+    )
+    if isinstance(values, list):
+        return _tag_variable_errors(values)
+    return bad_variables(values.coerced) or values
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -142,6 +168,7 @@ class GraphGateSchema(strawberry.Schema):
         self._timeout = execution_timeout
         self._prepared = prepared
         self._masker = MaskUnexpectedErrors()
+        self.plans = PlanCache(self)
         extensions = self.get_extensions()
         kinds = {type(extension) for extension in extensions}
         # The fast path does by hand what our extensions do after validation (masking,
@@ -200,16 +227,15 @@ class GraphGateSchema(strawberry.Schema):
                     operation_extensions,
                 )
         document, definition = operation
-        outcome = execute(
-            self._schema,
+        plan = self.plans.get(document, definition)
+        run = self._run_executor if plan is None else partial(self._run_compiled, plan)
+        outcome = run(
             document,
-            root_value=root_value,
-            variable_values=variable_values,
-            operation_name=operation_name,
-            context_value=context_value,
-            executor_class=self.execution_context_class,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-            operation_extensions=operation_extensions,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
         )
         if isinstance(outcome, GraphQLExecutionResult):
             result = outcome  # answered without waiting (`me { id roles }`): nothing to time
@@ -223,6 +249,44 @@ class GraphGateSchema(strawberry.Schema):
         name = definition.name.value if definition.name else None
         record_operation(context_value, name, definition.operation.value, errors or [])
         return ExecutionResult(data=result.data, errors=errors)
+
+    def _run_executor(
+        self,
+        document: DocumentNode,
+        variable_values: dict[str, Any] | None,
+        context_value: Any,
+        root_value: Any,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> GraphQLExecutionResult | Awaitable[GraphQLExecutionResult]:
+        """A prepared operation on graphql-core's executor (before masking)."""
+        return execute(
+            self._schema,
+            document,
+            root_value=root_value,
+            variable_values=variable_values,
+            operation_name=operation_name,
+            context_value=context_value,
+            executor_class=self.execution_context_class,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+            operation_extensions=operation_extensions,
+        )
+
+    def _run_compiled(
+        self,
+        plan: OperationPlan,
+        document: DocumentNode,
+        variable_values: dict[str, Any] | None,
+        context_value: Any,
+        root_value: Any,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> GraphQLExecutionResult | Awaitable[GraphQLExecutionResult]:
+        """A prepared operation on its compiled plan (before masking)."""
+        variables = coerce_variables(self._schema, plan.operation, variable_values)
+        if isinstance(variables, list):
+            return GraphQLExecutionResult(None, variables)
+        return plan.run(variables, context_value, root_value, operation_extensions)
 
     def _prepared_operation(
         self,
