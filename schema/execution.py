@@ -30,6 +30,9 @@ from graphql import (
 from graphql import (
     ExecutionResult as GraphQLExecutionResult,
 )
+from graphql import (
+    OperationType as GraphQLOperationType,
+)
 from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
@@ -52,6 +55,9 @@ from schema.text_input import bad_variables
 
 log = logging.getLogger("graphgate.errors")
 _MASKED = "Internal server error."
+# graphql-core's operation kinds as strawberry's (a dict look-up: the Enum call costs more)
+_KINDS = {kind: OperationType(kind.value) for kind in GraphQLOperationType}
+_OVER_HTTP = frozenset({OperationType.QUERY, OperationType.MUTATION})
 _SUGGESTION = " Did you mean "  # graphql-core appends every suggestion as this sentence
 
 
@@ -106,6 +112,8 @@ def coerce_variables(
 ) -> VariableValues | list[GraphQLError]:
     """The operation's variables as GraphGateExecutionContext.build coerces them (the same
     errors, tagged alike), for a compiled plan."""
+    if not operation.variable_definitions:  # what coercion answers: inputs are ignored
+        return VariableValues({}, {})
     values = get_variable_values(
         schema, operation.variable_definitions or (), raw or {}, max_errors=MAX_COERCION_ERRORS
     )
@@ -211,9 +219,11 @@ class GraphGateSchema(strawberry.Schema):
         """Run one operation; TimeoutError past EXECUTION_TIMEOUT (the view answers it)."""
         # Subscriptions are served over WebSocket only (schema.subscribe): over HTTP their
         # resolver would run as a plain field and fail; strawberry answers this with a 400.
-        allowed_operation_types = set(
-            allowed_operation_types or (OperationType.QUERY, OperationType.MUTATION)
-        ) - {OperationType.SUBSCRIPTION}
+        allowed_operation_types = (
+            _OVER_HTTP
+            if allowed_operation_types is None
+            else set(allowed_operation_types or _OVER_HTTP) - {OperationType.SUBSCRIPTION}
+        )
         operation = self._prepared_operation(query, operation_name, allowed_operation_types)
         if operation is None:  # first sight, invalid, or an error strawberry must raise
             async with asyncio.timeout(self._timeout):
@@ -302,7 +312,7 @@ class GraphGateSchema(strawberry.Schema):
         definition = get_operation_ast(document, operation_name)
         if definition is None:  # strawberry raises for an unknown operation name
             return None
-        kind = OperationType(definition.operation.value)
+        kind = _KINDS[definition.operation]
         if kind is OperationType.SUBSCRIPTION or (allowed is not None and kind not in allowed):
             return None  # strawberry refuses these (InvalidOperationTypeError)
         return document, definition

@@ -55,13 +55,16 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLBoolean,
     GraphQLError,
+    GraphQLID,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -90,6 +93,9 @@ _BASIC, _DIRECT, _GENERIC = 0, 1, 2  # how a field's resolver is called (module 
 _NON_NULL, _LIST, _LEAF, _OBJECT = 0, 1, 2, 3  # what completing a value takes
 
 
+_UNCHANGED: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
 class Unsupported(Exception):
     """The document uses something the compiler leaves to graphql-core."""
 
@@ -99,8 +105,11 @@ class _Completion:
     """How to complete a value of one output type (graphql-core's complete_value)."""
 
     kind: int
-    type: GraphQLOutputType
+    output_type: GraphQLOutputType
     inner: _Completion | None = None  # non-null and list: the wrapped type
+    # leaf: a value of exactly this class is its own output (String and ID: str, Boolean:
+    # bool), which is what their coerce_output_value answers for it
+    same: type | None = None
     fields: list[_FieldPlan] = field(default_factory=list)  # object: its selection
 
 
@@ -186,7 +195,7 @@ class _Compiler:
             assert isinstance(type_, GraphQLList)
             return _Completion(_LIST, type_, self.completion(type_.of_type, nodes))
         if is_leaf_type(type_):
-            return _Completion(_LEAF, type_)
+            return _Completion(_LEAF, type_, same=_UNCHANGED.get(type_))
         if is_abstract_type(type_) or not is_object_type(type_):
             raise Unsupported("abstract type")
         assert isinstance(type_, GraphQLObjectType)
@@ -256,7 +265,8 @@ def _direct_call(field: StrawberryField) -> Callable[[Any, Any], Any]:
     # strawberry takes an `info` keyword out of the extensions' kwargs and puts it back for
     # the resolver; a differently named info parameter travels through the extensions.
     info_travels = info_name is not None and info_name != "info"
-    call = resolver.__call__
+    # StrawberryResolver.__call__ calls wrapped_func, once it checked that it can be called.
+    call = resolver.wrapped_func if callable(resolver.wrapped_func) else resolver.__call__
 
     def get_result(source: Any, info: Any, **kwargs: Any) -> Any:
         if info_name == "info":
@@ -501,12 +511,17 @@ class _Run:
 
     def complete(self, completion: _Completion, plan: _FieldPlan, path: Path, result: Any) -> Any:
         """Executor.complete_value, its type tests done at compile time."""
+        if type(result) is completion.same:  # a String, ID or Boolean leaf, nullable
+            return result
         if isinstance(result, Exception):
             raise result
         kind = completion.kind
         if kind == _NON_NULL:
-            assert completion.inner is not None
-            completed = self.complete(completion.inner, plan, path, result)
+            inner = completion.inner
+            assert inner is not None
+            if type(result) is inner.same:  # the same, non-null
+                return result
+            completed = self.complete(inner, plan, path, result)
             if completed is None:
                 raise TypeError(
                     f"Cannot return null for non-nullable field {plan.parent.name}.{plan.name}."
@@ -515,7 +530,7 @@ class _Run:
         if result is None or result is Undefined:
             return None
         if kind == _LEAF:
-            leaf: GraphQLLeafType = completion.type  # type: ignore[assignment]
+            leaf: GraphQLLeafType = completion.output_type  # type: ignore[assignment]
             coerced = leaf.coerce_output_value(result)
             if coerced is Undefined or coerced is None:
                 raise TypeError(
@@ -530,7 +545,7 @@ class _Run:
     def complete_object(
         self, completion: _Completion, plan: _FieldPlan, path: Path, result: Any
     ) -> Any:
-        object_type: GraphQLObjectType = completion.type  # type: ignore[assignment]
+        object_type: GraphQLObjectType = completion.output_type  # type: ignore[assignment]
         if object_type.is_type_of:
             is_type_of = object_type.is_type_of(result, self.info(plan, path))
             if optimized_is_awaitable(is_type_of):
@@ -550,7 +565,7 @@ class _Run:
         is_type_of: Awaitable[bool],
     ) -> Any:
         if not await is_type_of:
-            raise _invalid_return_type(completion.type, result, plan)  # type: ignore[arg-type]
+            raise _invalid_return_type(completion.output_type, result, plan)  # type: ignore[arg-type]
         sub_fields = self.fields(completion.fields, result, path)
         if optimized_is_awaitable(sub_fields):
             return await sub_fields  # type: ignore[misc]
@@ -562,6 +577,17 @@ class _Run:
         """Executor.complete_list_value and complete_iterable_value."""
         item_completion = completion.inner
         assert item_completion is not None
+        same = item_completion.same
+        if same is None and item_completion.kind == _NON_NULL:
+            same = item_completion.inner.same  # type: ignore[union-attr]
+        if same is not None and type(result) in (list, tuple):
+            # Items that each complete to themselves (a list of strings, say): no item can
+            # fail or wait, so the loop below would copy them one by one.
+            for item in result:
+                if type(item) is not same:
+                    break
+            else:
+                return list(result)
         if isinstance(result, AsyncIterable):
             return self.complete_async_list(item_completion, plan, path, result)
         if not is_iterable(result):

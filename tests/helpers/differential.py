@@ -128,7 +128,9 @@ def install(monkeypatch: pytest.MonkeyPatch, differences: list[str]) -> None:
         TALLY.operations.add(loc.source.body if loc is not None else repr(document))
         found = difference(compiled, reference)
         if found is not None:
-            differences.append(f"operation {operation_name!r}, variables {variable_values!r}:\n{found}")
+            differences.append(
+                f"operation {operation_name!r}, variables {variable_values!r}:\n{found}"
+            )
         return compiled
 
     monkeypatch.setattr(GraphGateSchema, "_run_compiled", both)
