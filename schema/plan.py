@@ -167,6 +167,8 @@ class _Compiler:
                     continue
                 visited.add(name)
                 fragment = self.fragments[name]
+                if fragment.directives:
+                    raise Unsupported("directives")
                 if fragment.type_condition.name.value != parent.name:
                     raise Unsupported("fragment on another type")
                 self.collect(parent, fragment.selection_set, into, visited)
