@@ -93,6 +93,8 @@ _BASIC, _DIRECT, _GENERIC = 0, 1, 2  # how a field's resolver is called (module 
 _NON_NULL, _LIST, _LEAF, _OBJECT = 0, 1, 2, 3  # what completing a value takes
 
 
+_ResolveInfo = _OperationContextAwareGraphQLResolveInfo
+_new_tuple = tuple.__new__
 _UNCHANGED: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
 
 
@@ -126,6 +128,10 @@ class _FieldPlan:
     has_arguments: bool = False
     strawberry_field: StrawberryField | None = None
     needs_info: bool = True
+    info_head: tuple[Any, ...] = ()  # the resolve info's fields before `path`
+
+    def __post_init__(self) -> None:
+        self.info_head = (self.name, self.nodes, self.definition.type, self.parent)
 
 
 class _Compiler:
@@ -338,6 +344,7 @@ class _Run:
         "errors",
         "extensions",
         "helpers",
+        "info_tail",
         "plan",
         "root",
         "variables",
@@ -359,6 +366,18 @@ class _Run:
         self.errors = CollectedErrors()
         self.background: set[Any] = set()
         self.helpers = GraphQLResolveInfoHelpers(gather=_gather, track=self.track)
+        self.info_tail = (
+            plan.schema,
+            plan.fragments,
+            root,
+            plan.operation,
+            variables.coerced,  # strawberry hands resolvers the plain dict
+            context,
+            optimized_is_awaitable,
+            None,  # abort signal
+            self.helpers,
+            extensions,
+        )
 
     def start(self) -> ExecutionResult | Awaitable[ExecutionResult]:
         try:
@@ -398,24 +417,9 @@ class _Run:
             self.settle(awaitables)
 
     def info(self, plan: _FieldPlan, path: Path) -> Any:
-        """The resolve info strawberry's execution context builds for a field."""
-        return _OperationContextAwareGraphQLResolveInfo(
-            plan.name,
-            plan.nodes,
-            plan.definition.type,
-            plan.parent,
-            path,
-            self.plan.schema,
-            self.plan.fragments,
-            self.root,
-            self.plan.operation,
-            self.variables.coerced,
-            self.context,
-            optimized_is_awaitable,
-            None,
-            self.helpers,
-            self.extensions,  # type: ignore[arg-type]
-        )
+        """The resolve info strawberry's execution context builds for a field (its
+        NamedTuple's fields, in order, made as one tuple)."""
+        return _new_tuple(_ResolveInfo, (*plan.info_head, path, *self.info_tail))
 
     def fields(
         self, plans: list[_FieldPlan], source: Any, path: Path | None

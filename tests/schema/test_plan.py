@@ -68,6 +68,29 @@ class Item:
         return "/".join(str(key) for key in info.path.as_list())
 
     @strawberry.field
+    def info_seen(self, info: strawberry.Info) -> str:
+        raw = info._raw_info
+        return repr(
+            (
+                [getattr(raw, name) for name in ("field_name", "root_value", "variable_values")],
+                [node.name.value for node in raw.field_nodes],
+                str(raw.return_type),
+                raw.parent_type.name,
+                raw.path.as_list(),
+                raw.path.typename,
+                raw.schema is SCHEMA._schema,
+                sorted(raw.fragments),
+                raw.operation.name,
+                type(raw.context).__name__,
+                raw.is_awaitable is optimized_is_awaitable,
+                raw.abort_signal,
+                raw.operation_extensions,
+                info.field_name,
+                info.python_name,
+            )
+        )
+
+    @strawberry.field
     def broken(self) -> str | None:
         raise ValueError(f"broken {self.name}")
 
@@ -305,6 +328,13 @@ def test_variables_arguments_aliases_and_fragments() -> None:
     result, *_ = both(document)
     assert result.data is not None
     assert list(result.data) == ["first", "items", "__typename", "one"]
+    # What a resolver sees in its info is the same on both paths too.
+    seen, *_ = both(
+        "query Q($t: String!) { echo(text: $t) one { a: infoSeen ...I } } "
+        "fragment I on Item { a: infoSeen }",
+        {"t": "x"},
+    )
+    assert seen.data is not None and "'Q'" in seen.data["one"]["a"]
     assert result.data["first"][1] == {"name": "b", "n": "b", "later": "B", "path": "first/1/path"}
     assert result.data["one"] == {"__typename": "Item", "n": "one"}
 
