@@ -95,6 +95,8 @@ _NON_NULL, _LIST, _LEAF, _OBJECT = 0, 1, 2, 3  # what completing a value takes
 
 _ResolveInfo = _OperationContextAwareGraphQLResolveInfo
 _new_tuple = tuple.__new__
+# Never awaitable: what optimized_is_awaitable answers first, checked inline where hot.
+_PLAIN = frozenset({type(None), bool, int, float, str, list, dict})
 _UNCHANGED: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
 
 
@@ -129,9 +131,11 @@ class _FieldPlan:
     strawberry_field: StrawberryField | None = None
     needs_info: bool = True
     info_head: tuple[Any, ...] = ()  # the resolve info's fields before `path`
+    type_name: str = ""  # the parent's name, as a Path names it
 
     def __post_init__(self) -> None:
         self.info_head = (self.name, self.nodes, self.definition.type, self.parent)
+        self.type_name = self.parent.name
 
 
 class _Compiler:
@@ -429,9 +433,11 @@ class _Run:
         pending: list[str] = []
         try:
             for plan in plans:
-                result = self.field(plan, source, Path(path, plan.key, plan.parent.name))
+                result = self.field(
+                    plan, source, _new_tuple(Path, (path, plan.key, plan.type_name))
+                )
                 results[plan.key] = result
-                if optimized_is_awaitable(result):
+                if type(result) not in _PLAIN and optimized_is_awaitable(result):
                     pending.append(plan.key)
         except Exception:
             if pending:
@@ -476,7 +482,7 @@ class _Run:
             if optimized_is_awaitable(result):
                 return self.complete_awaitable(plan, path, result)
             completed = self.complete(plan.completion, plan, path, result)
-            if optimized_is_awaitable(completed):
+            if type(completed) not in _PLAIN and optimized_is_awaitable(completed):
                 return self.await_completed(plan, plan.completion, path, completed)
         except Exception as raw_error:
             self.field_error(raw_error, plan.completion, plan, path)
