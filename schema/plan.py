@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import weakref
 from asyncio import gather, get_running_loop
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial, reduce
@@ -146,6 +147,7 @@ class _Compiler:
         self.exception_handlers = bool(
             getattr(schema.schema_converter, "_exception_handler_specs", ())
         )
+        self.size = 0
         self.fragments: dict[str, FragmentDefinitionNode] = {}
         for definition in document.definitions:
             if isinstance(definition, FragmentDefinitionNode):
@@ -219,6 +221,7 @@ class _Compiler:
     ) -> _FieldPlan | None:
         first = nodes[0]
         name = first.name.value
+        self.size += 1
         definition = self.schema.get_field(parent, name)
         if definition is None:
             return None  # graphql-core skips it too (validation refuses it first)
@@ -327,6 +330,7 @@ class OperationPlan:
         self.fragments = compiler.fragments
         self.root_type = root
         self.fields = compiler.selection(root, [operation.selection_set])
+        self.size = compiler.size  # compiled fields, all levels
 
     def run(
         self,
@@ -688,44 +692,64 @@ def _invalid_return_type(type_: GraphQLObjectType, result: Any, plan: _FieldPlan
     )
 
 
-class PlanCache:
-    """Plans by document and operation, each kept as long as its document lives (the
-    document cache, ValidationResults, decides that), and only then."""
+# Compiled fields kept by one schema's plans, all documents together: ~1.1 KB each
+# (tests/schema/test_plan.py measures it), so ~11 MB at most. A plan holds one entry per
+# field position once fragments are expanded; MAX_FIELDS bounds that per operation, but
+# fragments make that many out of a short text, so the document cache's byte budget alone
+# would not bound them.
+MAX_PLANNED_FIELDS = 10_000
 
-    def __init__(self, schema: Any) -> None:
+
+@dataclass(slots=True)
+class _Cached:
+    document: weakref.ref[DocumentNode]
+    plan: OperationPlan | None
+    size: int
+
+
+class PlanCache:
+    """Plans by document and operation: each kept while its document lives (the document
+    cache, ValidationResults, decides that) and while all plans together hold at most
+    `max_fields` compiled fields (least recently used out first)."""
+
+    def __init__(self, schema: Any, max_fields: int = MAX_PLANNED_FIELDS) -> None:
         self._schema = schema
-        # id(document) -> (weak reference to it, {operation node id: plan or None})
-        self._plans: dict[int, tuple[weakref.ref[DocumentNode], dict[int, Any]]] = {}
+        self._max_fields = max_fields
+        self._entries: OrderedDict[tuple[int, int], _Cached] = OrderedDict()
+        self.fields = 0
 
     def __len__(self) -> int:
-        return len(self._plans)
+        return len(self._entries)
 
     def get(
         self, document: DocumentNode, operation: OperationDefinitionNode
     ) -> OperationPlan | None:
         """The compiled plan of `operation` (one of `document`'s), None when unsupported."""
-        key = id(document)
-        entry = self._plans.get(key)
-        if entry is None or entry[0]() is not document:
-            plans: dict[int, Any] = {}
-            reference = weakref.ref(document, partial(_forget, self._plans, key))
-            entry = self._plans[key] = (reference, plans)
-        plans = entry[1]
-        found = plans.get(id(operation), False)
-        if found is False:
-            try:
-                found = OperationPlan(self._schema, document, operation)
-            except Unsupported:
-                found = None
-            plans[id(operation)] = found
-        return found  # type: ignore[no-any-return]
+        key = (id(document), id(operation))
+        entry = self._entries.get(key)
+        if entry is not None and entry.document() is document:
+            self._entries.move_to_end(key)
+            return entry.plan
+        try:
+            plan: OperationPlan | None = OperationPlan(self._schema, document, operation)
+        except Unsupported:
+            plan = None
+        reference = weakref.ref(document, partial(self._forget, key))
+        entry = _Cached(reference, plan, 1 if plan is None else plan.size)
+        self._drop(key)
+        self._entries[key] = entry
+        self.fields += entry.size
+        while self.fields > self._max_fields and len(self._entries) > 1:
+            self._drop(next(iter(self._entries)))
+        return plan
 
+    def _drop(self, key: tuple[int, int]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.fields -= entry.size
 
-def _forget(
-    plans: dict[int, tuple[weakref.ref[DocumentNode], dict[int, Any]]],
-    key: int,
-    reference: weakref.ref[DocumentNode],
-) -> None:
-    entry = plans.get(key)
-    if entry is not None and entry[0] is reference:
-        del plans[key]
+    def _forget(self, key: tuple[int, int], reference: weakref.ref[DocumentNode]) -> None:
+        """Its document is gone (dropped from the document cache)."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.document is reference:
+            self._drop(key)

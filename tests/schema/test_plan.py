@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import tracemalloc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -372,6 +373,39 @@ def test_plans_live_as_long_as_their_document() -> None:
     del document, operation, plan
     gc.collect()
     assert len(cache) == 0
+
+
+def test_plans_hold_a_bounded_number_of_fields() -> None:
+    cache = PlanCache(SCHEMA, max_fields=12)
+    kept = []
+    for index in range(6):  # 6 documents of 3 fields: the oldest go
+        document = parse(f"{{ a{index}: one {{ name path }} }}")
+        operation = get_operation_ast(document)
+        assert operation is not None
+        kept.append((document, operation))
+        assert cache.get(document, operation) is not None
+        assert cache.fields <= 12
+    assert len(cache) == 4
+    last = cache.get(*kept[-1])
+    assert cache.get(*kept[-1]) is last  # still there: not compiled again
+
+
+def test_a_compiled_field_costs_the_memory_the_budget_assumes() -> None:
+    text = "{ " + " ".join(f"a{i}: items {{ name later path color }}" for i in range(100)) + " }"
+    document = parse(text)
+    operation = get_operation_ast(document)
+    assert operation is not None
+    OperationPlan(SCHEMA, document, operation)  # imports and caches warmed up
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        plan = OperationPlan(SCHEMA, document, operation)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert plan.size == 500
+    assert used / plan.size < 1500  # MAX_PLANNED_FIELDS assumes ~1.1 KB
 
 
 def test_difference_names_what_differs() -> None:
