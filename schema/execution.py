@@ -8,6 +8,9 @@ every request (a fifth of the CPU of a small guarded query). Such an operation r
 compiled plan (schema/plan.py: a query without directives or abstract types), else on
 graphql-core's `execute`; both answer alike (tests/schema/test_plan.py, and the
 differential check the test suite runs on every prepared operation).
+
+Entry point for a parsed and validated document held elsewhere (trusted documents, APQ):
+`GraphGateSchema.execute_prepared(document, definition, variables, context, ...)`.
 """
 
 from __future__ import annotations
@@ -237,6 +240,34 @@ class GraphGateSchema(strawberry.Schema):
                     operation_extensions,
                 )
         document, definition = operation
+        return await self.execute_prepared(
+            document,
+            definition,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+        )
+
+    async def execute_prepared(
+        self,
+        document: DocumentNode,
+        definition: OperationDefinitionNode,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Run `definition`, the operation `operation_name` selects in `document`, a document
+        that parsed and validated without errors under this schema's rules: on its compiled
+        plan when it has one, else on graphql-core's executor; errors processed and masked,
+        telemetry recorded, EXECUTION_TIMEOUT armed once it waits, as for any request.
+
+        The entry point for a path that keeps documents itself (trusted documents, say); like
+        `_prepared_operation`, the caller refuses subscriptions and any operation type its
+        transport does not allow before calling it."""
         plan = self.plans.get(document, definition)
         run = self._run_executor if plan is None else partial(self._run_compiled, plan)
         outcome = run(

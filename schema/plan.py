@@ -1,12 +1,14 @@
 """Compiled plans: a known query run without graphql-core's executor, with the same answer.
 
-Entry point (for any path that holds a parsed and validated document, e.g. trusted
-documents or APQ): `plans.get(document, operation)` returns the OperationPlan of that
-operation of that document, compiled on first use and kept while the document lives, or
-None when the operation is outside the supported subset; then
-`plan.run(variable_values, context, root_value, operation_extensions)` (variables already
-coerced: `coerce_variables` in schema/execution.py) returns an ExecutionResult, or an
-awaitable of one. A None plan means: run graphql-core's `execute` as before.
+Entry points, for any path that holds a parsed and validated document (trusted documents,
+APQ): `GraphGateSchema.execute_prepared(document, definition, ...)` (schema/execution.py)
+runs one of its operations the way every prepared request runs, masking and telemetry
+included, which is what such a path wants. Underneath, `schema.plans.get(document,
+definition)` (a PlanCache) returns the OperationPlan of that operation, compiled on first
+use and kept while the document lives, or None when the operation is outside the
+supported subset (then graphql-core's `execute` runs it); `plan.run(variable_values,
+context, root_value, operation_extensions)` (variables coerced by `coerce_variables` in
+schema/execution.py) returns graphql-core's ExecutionResult, or an awaitable of one.
 
 What compiling does: graphql-core collects the fields of each selection set (fragments
 expanded), looks up each field's definition, builds a Path, a resolve info and its

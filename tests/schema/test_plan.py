@@ -10,6 +10,7 @@ import enum
 import gc
 import tracemalloc
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -19,11 +20,15 @@ from strawberry.execution import optimized_is_awaitable
 from strawberry.permission import BasePermission, PermissionExtension
 
 from api.errors import ForbiddenError
+from api.identity import AccessClaims, Viewer
+from api.settings import load_settings
+from schema.build import build_schema
 from schema.execution import GraphGateExecutionContext, GraphGateSchema, coerce_variables
 from schema.permissions import IsSignedIn
 from schema.plan import OperationPlan, PlanCache
 from tests.helpers.api import Api
 from tests.helpers.differential import described, difference
+from tests.helpers.env import BASE_ENV
 from tests.helpers.graphql import code
 
 ORIGINAL_RUN_COMPILED = GraphGateSchema._run_compiled  # before the differential check wraps it
@@ -476,3 +481,23 @@ async def test_the_differential_check_catches_a_wrong_answer(
     if not found:
         pytest.skip("the differential check is off (--no-differential-plans)")
     assert "Mutation" in found[0] and "Query" in found[0]
+
+
+async def test_a_document_held_elsewhere_runs_through_execute_prepared() -> None:
+    """The entry point for trusted documents: a parsed, validated document and its operation."""
+    schema = build_schema(load_settings({**BASE_ENV, "DATABASE_URL": "sqlite://:memory:"}, None))
+    assert isinstance(schema, GraphGateSchema)
+    document = parse("query Me { me { id roles } } mutation Out { logout }")
+    me = get_operation_ast(document, "Me")
+    assert me is not None
+    claims = AccessClaims(sub="u1", sid="s1", jti="j", iat=0, exp=1, roles=("user",), auth_time=0)
+    signed_in = SimpleNamespace(viewer=Viewer(claims=claims))
+    result = await schema.execute_prepared(document, me, None, signed_in, operation_name="Me")
+    assert (result.data, result.errors) == ({"me": {"id": "u1", "roles": ["user"]}}, None)
+    assert schema.plans.get(document, me) is not None
+    anonymous = await schema.execute_prepared(
+        document, me, None, SimpleNamespace(viewer=Viewer()), operation_name="Me"
+    )
+    assert anonymous.data is None
+    assert anonymous.errors is not None
+    assert anonymous.errors[0].extensions == {"code": "UNAUTHENTICATED"}
