@@ -116,6 +116,20 @@ DOCS: dict[str, SettingDoc] = {
     "get_queries": SettingDoc(
         "queries over GET; when off a GET query answers 405", default=_DEV_ON
     ),
+    "persisted_queries": SettingDoc(
+        "automatic persisted queries (Apollo's protocol): a client may send a document's "
+        "SHA-256 instead of its text once the server has it (docs/persisted-documents.md)"
+    ),
+    "trusted_documents": SettingDoc(
+        "path of a trusted-documents manifest (Apollo's persisted query manifest or GraphQL "
+        "Code Generator's `persisted-documents.json`); every document in it is checked at "
+        "start, and the server refuses to start on an invalid one"
+    ),
+    "trusted_documents_mode": SettingDoc(
+        "`allow`: the manifest's documents and ad-hoc ones; `only`: the manifest's documents "
+        "alone (anything else `DOCUMENT_NOT_TRUSTED`, APQ registration refused; needs "
+        "`TRUSTED_DOCUMENTS`)"
+    ),
     "public_url": SettingDoc(
         "base of the links in mails; required in production",
         default="`http://127.0.0.1:8000` in development",

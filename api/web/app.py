@@ -22,6 +22,7 @@ from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
 from api.web.middleware import cors, hide_server_version, identity_bodies_only, security_headers
 from api.web.overload import LoopLag, in_flight_limit
+from api.web.persisted import persisted_documents, store_ctx
 from api.web.telemetry import add_telemetry
 
 log = logging.getLogger("graphgate")
@@ -105,6 +106,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     from api.web.view import AuthGraphQLView
     from schema.build import build_schema
+    from schema.manifest import read_manifest
 
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
@@ -133,8 +135,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes
 
+    # A manifest that cannot be read or holds an invalid document stops the start here.
+    documents = read_manifest(settings.trusted_documents) if settings.trusted_documents else ()
+    persisted = persisted_documents(settings, documents)
+    app.cleanup_ctx.append(store_ctx(persisted))
     view = AuthGraphQLView(
-        schema=build_schema(settings),
+        schema=build_schema(settings, documents),
+        persisted=persisted,
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=settings.get_queries,
         settings=settings,
