@@ -48,6 +48,7 @@ PHASES = [
     (r"ParserCache|parse_document|graphql/language/parser", "GraphQL parse (cache lookup)"),
     (r"ValidationCache|validate_document|graphql/validation", "GraphQL validation (cache lookup)"),
     (r"PermissionExtension|has_permission", "permission classes"),
+    (r"schema/plan\.py", "execution: compiled plan (schema/plan.py), its resolvers"),
     (r"graphql/execution|strawberry/schema/schema_converter|strawberry/types/fields/resolver", "execution: resolvers, field machinery"),
     (r"strawberry/extensions|_async_with_hooks|SchemaExtension", "schema extension hooks"),
     (r"strawberry/schema/schema\.py|strawberry/http|strawberry/aiohttp", "strawberry view/schema glue"),
