@@ -149,7 +149,16 @@ async def test_a_malformed_persisted_query_extension_is_bad_input(
 
 @pytest.mark.parametrize(
     "document_id",
-    ["sha256:" + "a" * 63, "md5:" + "a" * 64, "a" * 65, "sha256:" + "a" * 10_000, 42, ["a" * 64]],
+    [
+        "sha256:" + "a" * 63,
+        "md5:" + "a" * 64,
+        "a" * 65,
+        "sha256:" + "a" * 10_000,
+        42,
+        ["a" * 64],
+        "a" * 64 + "\n",  # `$` alone would let a trailing newline through
+        "sha256:" + "a" * 63 + "\n",
+    ],
 )
 async def test_a_malformed_document_id_is_bad_input(start_api: StartApi, document_id: Any) -> None:
     api = await start_api()
