@@ -10,14 +10,15 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from api.db.models import User
+from api.db.reads import UserView, users_by_id
 from api.errors import TokenRevokedError
 from api.identity import AccessClaims, ClientInfo, Viewer
 from api.services import Services
 from schema.transport import Transport
 
 
-async def _load_users(ids: list[str]) -> list[User | None]:
-    users = {str(user.id): user for user in await User.filter(id__in=ids)}
+async def _load_users(ids: list[str]) -> list[UserView | None]:
+    users = await users_by_id(ids)
     return [users.get(user_id) for user_id in ids]
 
 
@@ -34,8 +35,9 @@ class Context:
     email_verified: bool | None = None
 
     @cached_property
-    def users(self) -> DataLoader[str, User | None]:
-        """Users by id, batched per request; made on first use (most requests never load one)."""
+    def users(self) -> DataLoader[str, UserView | None]:
+        """What may be shown of users, by id, batched per request (one fixed statement:
+        api/db/reads.py); made on first use (most requests never load one)."""
         return DataLoader(load_fn=_load_users)
 
     @property
@@ -46,9 +48,22 @@ class Context:
         return claims
 
     async def current_user(self) -> User:
-        """The viewer's own row (one primary-key lookup per request, shared by every field)."""
+        """The viewer's own model row, for the account changes that act on it."""
+        assert self.viewer.user_id is not None
+        user = await User.get_or_none(id=self.viewer.user_id)
+        if user is None or not user.is_active:
+            raise TokenRevokedError()
+        return user
+
+    async def viewer_view(self) -> UserView:
+        """What may be shown of the viewer (one primary-key lookup per request, shared by
+        every field); a deactivated or deleted viewer is refused."""
         assert self.viewer.user_id is not None
         user = await self.users.load(self.viewer.user_id)
+        return self.active_viewer(user)
+
+    @staticmethod
+    def active_viewer(user: UserView | None) -> UserView:
         if user is None or not user.is_active:
             raise TokenRevokedError()
         return user
