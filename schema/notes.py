@@ -12,8 +12,9 @@ from api.db.models import Note
 from api.db.reads import NoteRow, UserView
 from api.resources.notes import NoteData
 from schema.context import Info
-from schema.pagination import Connection, selects
+from schema.pagination import Connection
 from schema.permissions import IsAuthenticated, guard
+from schema.selection import selected
 from schema.types import UserType
 
 
@@ -59,12 +60,11 @@ class NoteQuery:
         ctx = info.context
         first = 20 if first is None else first  # an explicit null means the default
         page = await ctx.services.notes.page(ctx.viewer, first, after)
-        if not page.rows or not selects(info, ("edges", "node", "owner")):
+        if not page.rows or "owner" not in selected(info, ("edges", "node")):
             return Connection.of(page, NoteType.from_row)
         # The owners now, in the one query the DataLoader would make, so that each owner's
         # fields answer synchronously (twenty coroutines and futures fewer per page).
-        loaded = await ctx.users.load_many(list({row.owner_id: None for row in page.rows}))
-        owners = {user.id: user for user in loaded if user is not None}
+        owners = await ctx.read_users([row.owner_id for row in page.rows])
         viewer = owners.get(ctx.viewer.user_id or "")
         if viewer is not None and not viewer.is_active:
             owners.pop(viewer.id)  # left to the lazy path, which refuses it (TOKEN_REVOKED)

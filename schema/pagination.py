@@ -10,10 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 
 from api.resources.pagination import Page
-from schema.context import Info
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,37 +59,3 @@ class Connection(Generic[T]):
             page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
             count=page.count,
         )
-
-
-def selects(info: Info, path: tuple[str, ...]) -> bool:
-    """Whether the document asks this field for `path` (e.g. edges, node, owner), through
-    inline fragments and fragment spreads: a resolver may then read ahead in one query."""
-    raw = info._raw_info  # graphql-core's own: its AST nodes and the document's fragments
-    fragments = raw.fragments
-    selections: list[SelectionNode] = [
-        sel
-        for node in raw.field_nodes
-        if node.selection_set
-        for sel in node.selection_set.selections
-    ]
-    for name in path:
-        found: list[SelectionNode] = []
-        seen: set[str] = set()
-        while selections:
-            sel = selections.pop()
-            if isinstance(sel, FieldNode):
-                if sel.name.value == name and sel.selection_set is not None:
-                    found.extend(sel.selection_set.selections)
-                elif sel.name.value == name:
-                    found.append(sel)  # a leaf: present, nothing below
-            elif isinstance(sel, InlineFragmentNode):
-                selections.extend(sel.selection_set.selections)
-            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
-                seen.add(sel.name.value)
-                fragment = fragments.get(sel.name.value)
-                if fragment is not None:
-                    selections.extend(fragment.selection_set.selections)
-        if not found:
-            return False
-        selections = found
-    return True

@@ -120,3 +120,32 @@ async def test_the_database_ceiling_sends_graphgates_statements(
     assert seen["refresh"] == [
         shaped[k] for k in ("session", "lock_user", "session_again", "swap", "audit")
     ]
+
+
+async def test_me_reads_the_viewers_row_only_when_the_document_asks_beyond_the_token(
+    api: Api, sql: QueryCounter
+) -> None:
+    token = (await api.register())["accessToken"]
+    await create_note(api, token)
+    sql.statements.clear()
+    body = await api.gql("{ me { id roles __typename } }", token=token)
+    assert body["data"]["me"]["roles"] == ["user"] and sql.statements == []
+    by_fragment = """query { me { id ...Who } }
+    fragment Who on User { ... on User { email } }"""
+    for _ in range(2):  # the second time from the walked document's memory
+        sql.statements.clear()
+        body = await api.gql(by_fragment, token=token)
+        assert body["data"]["me"]["email"] == "ada@example.com"
+        assert len(sql.statements) == 1, sql.statements
+    # One read of the viewer's row serves `me` and the page's owners alike.
+    sql.statements.clear()
+    both = "{ me { email } notes(first: 5) { edges { node { owner { email } } } } }"
+    body = await api.gql(both, token=token)
+    assert body["data"]["notes"]["edges"][0]["node"]["owner"]["email"] == "ada@example.com"
+    assert len(sql.statements) == 2, sql.statements  # the viewer's row, the page
+
+
+async def test_a_deactivated_viewer_is_refused_where_the_row_is_read(api: Api) -> None:
+    token = (await api.register())["accessToken"]
+    await User.filter(email="ada@example.com").update(is_active=False)
+    assert code(await api.gql("{ me { id email } }", token=token)) == "TOKEN_REVOKED"
