@@ -15,6 +15,7 @@ from schema.admin import AdminQuery
 from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
+from schema.lean_fields import lean_fields
 from schema.limits import limit_extensions
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
@@ -47,4 +48,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         execution_timeout=settings.execution_timeout,
     )
     check_guards(schema)
+    lean_fields(schema)
     return schema
