@@ -13,6 +13,8 @@ and transactions; captured from Tortoise's log, see bench/README.md "Database ce
   the session with its user read, then one transaction: the user's row locked, the session
   read again, the compare-and-set UPDATE on the current jti hash, the audit row; then a new
   access and refresh token signed. A lost compare-and-set answers REFRESH_TOKEN_REUSED.
+  With --skip-user-lock the locked user read is left out (the roles come with the first
+  read): the difference is what that statement costs (bench/README.md).
 
 Nothing else: no GraphQL, no revocation list, no access log, no metrics. It runs against
 graphgate's own database (the rows graphgate wrote), so the bench starts it beside the
@@ -246,9 +248,12 @@ def _answer(data: dict[str, Any]) -> web.Response:
 
 
 def make_app(db: Database, secret: str, refresh_secret: str, issuer: str, audience: str,
-             leeway: int, access_ttl: int, refresh_ttl: int) -> web.Application:  # fmt: skip
+             leeway: int, access_ttl: int, refresh_ttl: int,
+             skip_user_lock: bool = False) -> web.Application:  # fmt: skip
     key, refresh_key = secret.encode(), refresh_secret.encode()
     q = sql(db.postgres)
+    if skip_user_lock:  # the roles come with the first read instead
+        q["session"] = q["session"].replace('u."is_active",', 'u."is_active",u."roles",', 1)
 
     def verify_access(request: web.Request) -> dict[str, Any] | web.Response:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -334,9 +339,12 @@ def make_app(db: Database, secret: str, refresh_secret: str, issuer: str, audien
         exp = min(iat + refresh_ttl, int(_when(session["max_expires_at"]).timestamp()))
         at = datetime.fromtimestamp(now, UTC)
         async with db.transaction() as tx:
-            users = await tx.fetch(q["lock_user"], db.uid(claims["sub"]))
-            if not users or not users[0]["is_active"]:
-                raise web.HTTPConflict()  # rolled back; the bench user is never deactivated
+            if skip_user_lock:  # --skip-user-lock: what the locked user read costs
+                users = [{"roles": session["roles"]}]
+            else:
+                users = await tx.fetch(q["lock_user"], db.uid(claims["sub"]))
+                if not users or not users[0]["is_active"]:
+                    raise web.HTTPConflict()  # rolled back; the bench user stays active
             current = (await tx.fetch(q["session_again"], db.uid(sid)))[0]
             access_iat = max(iat, current["access_not_before"])
             updated = await tx.execute(
@@ -408,6 +416,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18002)
     parser.add_argument("--database", required=True, help="graphgate's DATABASE_URL")
     parser.add_argument("--pool-size", type=int, default=10, help="PostgreSQL pool (graphgate's)")
+    parser.add_argument(
+        "--skip-user-lock",
+        action="store_true",
+        help="refresh without the locked user read (roles from the first read): its cost",
+    )
     args = parser.parse_args()
     env = os.environ
     secret, refresh_secret = env.get("JWT_SECRET", ""), env.get("JWT_REFRESH_SECRET", "")
@@ -420,7 +433,7 @@ def main() -> None:
             db, secret, refresh_secret,
             env.get("JWT_ISSUER", "graphgate"), env.get("JWT_AUDIENCE", "graphgate-clients"),
             int(env.get("JWT_LEEWAY", "30")), int(env.get("ACCESS_TOKEN_TTL", "900")),
-            int(env.get("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))),
+            int(env.get("REFRESH_TOKEN_TTL", str(30 * 24 * 3600))), args.skip_user_lock,
         )  # fmt: skip
 
     web.run_app(build(), host=args.host, port=args.port, print=None, access_log=None)

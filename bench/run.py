@@ -54,6 +54,7 @@ CREATE_NOTE = 'mutation N($t: String!) { createNote(title: $t, body: "bench") { 
 # answers "not revoked" (bench/launch_no_revocation.py; a bench-only launcher, no setting).
 TWIN = "graphgate-sqlite-norevoke"
 REVOCATION_LABEL = "me { id roles }: revocation check on / off"
+NOLOCK = "-nolock"  # --user-lock-cost: a database ceiling without the locked user read
 
 
 def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
@@ -90,6 +91,10 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     for name, url in databases.items():  # the driver alone on graphgate's own database
         argv = [py, str(BENCH / "ceiling_db.py"), "--database", url]
         servers.append(Server(db_ceiling(name), "ceiling-db", argv, {**graphgate_env}, workdir))
+        if args.user_lock_cost:  # the same without the refresh's locked user read
+            argv = [*argv, "--skip-user-lock"]
+            variant = db_ceiling(name) + NOLOCK
+            servers.append(Server(variant, "ceiling-db", argv, {**graphgate_env}, workdir))
     if "revocation" in args.scenarios:  # same settings as graphgate-sqlite, its own file
         env = {**graphgate_env, "DATABASE_URL": f"sqlite://{workdir}/{TWIN}.sqlite3"}
         argv = [py, str(BENCH / "launch_no_revocation.py"), "serve"]
@@ -326,6 +331,11 @@ class Bench:
             (g.name, g) for g in self.graphgates
         ]
         owners = {c.name: self.servers[gg] for gg, c in self.db_pairs.items()}
+        for gg, c in self.db_pairs.items():  # each variant right after its ceiling
+            if c.name + NOLOCK in self.servers:
+                owners[c.name + NOLOCK] = self.servers[gg]
+                at = [n for n, _ in order].index(c.name) + 1
+                order.insert(at, (c.name + NOLOCK, self.servers[c.name + NOLOCK]))
         per_round: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in order}
         for round_no in range(self.args.rounds):
             for name, server in order[::-1] if round_no % 2 else order:
@@ -346,6 +356,13 @@ class Bench:
             scenario[gg][f"cpu_vs_{ceiling.name}"] = ratios(
                 per_round, ceiling.name, gg, "cpu_us_per_request"
             )
+            if c := self.servers.get(ceiling.name + NOLOCK):  # the locked read's share
+                scenario[ceiling.name][f"vs_{c.name}"] = ratios(
+                    per_round, ceiling.name, c.name, "rps"
+                )
+                scenario[ceiling.name][f"cpu_vs_{c.name}"] = ratios(
+                    per_round, c.name, ceiling.name, "cpu_us_per_request"
+                )
         self.report["scenarios"][label] = scenario
 
     async def storm_scenario(self, session: aiohttp.ClientSession) -> None:
@@ -624,6 +641,10 @@ def main() -> int:
         help="extra environment for one --alt server (repeatable)",
     )  # fmt: skip
     parser.add_argument("--servers", nargs="+", help="only these servers (names as reported)")
+    parser.add_argument(
+        "--user-lock-cost", action="store_true",
+        help="refresh: also each database ceiling without the locked user read (" + NOLOCK + ")",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
     args = parser.parse_args()
     args.app_root = args.app_root.resolve()
