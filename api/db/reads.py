@@ -137,7 +137,7 @@ async def notes_page(
     `after` in that order when given."""
     conn = get_connection("default")
     sqlite = conn.capabilities.dialect == "sqlite"
-    values: list[Any] = [owner_id]
+    values: list[Any] = [str(uuid.UUID(owner_id))]  # as Tortoise writes it: lower-case text
     if after is not None:
         at, key = after
         values += [at, at, str(key)]
