@@ -15,6 +15,7 @@ from schema.admin import AdminQuery
 from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
+from schema.lean_fields import lean_fields
 from schema.limits import limit_extensions
 from schema.manifest import TrustedDocument, check_documents
 from schema.mfa import MfaMutation
@@ -51,5 +52,6 @@ def build_schema(settings: Settings, trusted: Iterable[TrustedDocument] = ()) ->
         execution_timeout=settings.execution_timeout,
     )
     check_guards(schema)
+    lean_fields(schema)
     check_documents(trusted, schema._schema, settings, validated)
     return schema

@@ -3,6 +3,7 @@ and resolvers read."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -10,14 +11,15 @@ import strawberry
 from strawberry.dataloader import DataLoader
 
 from api.db.models import User
+from api.db.reads import UserView, users_by_id
 from api.errors import TokenRevokedError
 from api.identity import AccessClaims, ClientInfo, Viewer
 from api.services import Services
 from schema.transport import Transport
 
 
-async def _load_users(ids: list[str]) -> list[User | None]:
-    users = {str(user.id): user for user in await User.filter(id__in=ids)}
+async def _load_users(ids: list[str]) -> list[UserView | None]:
+    users = await users_by_id(ids)
     return [users.get(user_id) for user_id in ids]
 
 
@@ -37,8 +39,9 @@ class Context:
     mfa_enrolled: bool | None = None
 
     @cached_property
-    def users(self) -> DataLoader[str, User | None]:
-        """Users by id, batched per request; made on first use (most requests never load one)."""
+    def users(self) -> DataLoader[str, UserView | None]:
+        """What may be shown of users, by id, batched per request (one fixed statement:
+        api/db/reads.py); made on first use (most requests never load one)."""
         return DataLoader(load_fn=_load_users)
 
     @property
@@ -49,9 +52,48 @@ class Context:
         return claims
 
     async def current_user(self) -> User:
-        """The viewer's own row (one primary-key lookup per request, shared by every field)."""
+        """The viewer's own model row, for the account changes that act on it."""
+        assert self.viewer.user_id is not None
+        user = await User.get_or_none(id=self.viewer.user_id)
+        if user is None or not user.is_active:
+            raise TokenRevokedError()
+        return user
+
+    async def read_users(self, ids: list[str]) -> dict[str, UserView]:
+        """Users read at once, without waiting for the DataLoader's batch (a resolver that
+        knows what its sub-fields need). The loader holds them from the start, so another
+        field of the request asking meanwhile waits for this read instead of making its own."""
+        loader, loop = self.users, asyncio.get_running_loop()
+        known = {key: loader.cache_map.get(key) for key in dict.fromkeys(ids)}
+        wanted: dict[str, asyncio.Future[UserView | None]] = {
+            key: loop.create_future() for key, seen in known.items() if seen is None
+        }
+        for key, pending in wanted.items():
+            loader.cache_map.set(key, pending)
+        try:
+            rows = await users_by_id(list(wanted)) if wanted else {}
+        except BaseException as exc:
+            for key, pending in wanted.items():
+                loader.cache_map.delete(key)
+                pending.set_exception(exc)
+                pending.exception()  # waiters get it; nobody waiting is not an error
+            raise
+        for key, pending in wanted.items():
+            pending.set_result(rows.get(key))
+        for key, future in known.items():
+            if future is not None and (view := await future) is not None:
+                rows[key] = view
+        return rows
+
+    async def viewer_view(self) -> UserView:
+        """What may be shown of the viewer (one primary-key lookup per request, shared by
+        every field); a deactivated or deleted viewer is refused."""
         assert self.viewer.user_id is not None
         user = await self.users.load(self.viewer.user_id)
+        return self.active_viewer(user)
+
+    @staticmethod
+    def active_viewer(user: UserView | None) -> UserView:
         if user is None or not user.is_active:
             raise TokenRevokedError()
         return user
@@ -73,7 +115,7 @@ class Context:
         if settings.require_verified_email or refused:
             user = await self.users.load(claims.sub)
             self.email_verified = user is not None and user.email_verified
-            self.mfa_enrolled = user is not None and user.totp_secret is not None
+            self.mfa_enrolled = user is not None and user.totp_enabled
 
     @property
     def needs_guard_facts(self) -> bool:

@@ -21,6 +21,7 @@ from api.auth.sessions import SessionService
 from api.clock import Clock
 from api.db.connection import atomic
 from api.db.models import RecoveryCode, Session, User
+from api.db.reads import UserView
 from api.errors import BadUserInputError, InvalidCredentialsError
 from api.identity import AccessClaims, ClientInfo
 
@@ -42,9 +43,10 @@ class MfaState:
     passkeys: int = 0  # passkeys are not supported yet
 
 
-async def mfa_state(user: User) -> MfaState:
+async def mfa_state(user: User | UserView) -> MfaState:
+    enabled = user.totp_enabled if isinstance(user, UserView) else user.totp_secret is not None
     left = await RecoveryCode.filter(user_id=user.id, used_at__isnull=True).count()
-    return MfaState(totp_enabled=user.totp_secret is not None, recovery_codes_left=left)
+    return MfaState(totp_enabled=enabled, recovery_codes_left=left)
 
 
 class MfaEnrolment:
