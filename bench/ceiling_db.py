@@ -60,7 +60,7 @@ REFRESH = "mutation R($t: String!) { refresh(refreshToken: $t) { accessToken ref
 # graphgate's statements (api/db/reads.py, api/db/rotation.py), as Tortoise logs them.
 USER_COLUMNS = (
     '"id","email","display_name","roles","is_active","email_verified","created_at",'
-    '"last_login_at"'
+    '"last_login_at",("totp_secret" IS NOT NULL) AS "totp_enabled"'
 )
 
 
