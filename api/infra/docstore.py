@@ -4,8 +4,16 @@ In this process, bounded in entries and in bytes (least recently used out first)
 with every worker and replica through Redis when REDIS_URL is set, each key expiring after
 REDIS_TTL. What Redis returns is read up to `max_text_bytes` + 1 bytes only and served only
 under its own SHA-256: another writer to the same Redis cannot make a hash run another text,
-nor make a worker read a huge value. While Redis does not answer, the local store alone serves, and the change is
-logged once (ModeLog), not per request; Redis is tried again a second later.
+nor make a worker read a huge value. While Redis does not answer, the local store alone
+serves, and the change is logged once (ModeLog), not per request; Redis is tried again a
+second later.
+
+Redis is bounded too (REDIS_MAX_ENTRIES, REDIS_MAX_BYTES of text in all): every registration
+runs one script that stores the text, records its size and registration time in an index,
+and drops the oldest registrations past either bound. Anyone can register a document that
+validates, so without this bound a flood of unique documents would grow the Redis that also
+holds the rate-limit counters until it evicted them (or ran out of memory). A flood can
+still push documents out of the shared store; their clients register them again.
 """
 
 from __future__ import annotations
@@ -29,6 +37,37 @@ MAX_TEXT_BYTES = 65_536  # one text read from Redis (the app passes MAX_QUERY_BY
 REDIS_PREFIX = "graphgate:apq:"
 REDIS_TTL = 7 * 24 * 3600  # a document unused for a week is dropped from Redis
 REDIS_RETRY_INTERVAL = 1.0  # seconds between tries of an unreachable Redis
+REDIS_MAX_ENTRIES = 20_000  # documents kept in Redis for every worker and replica together
+REDIS_MAX_BYTES = 64 * 1024 * 1024  # their texts, all together
+
+# KEYS: the index (sorted set digest -> registration time), the sizes (hash digest -> bytes),
+# the byte total. ARGV: digest, text, now, TTL, max entries, max bytes, key prefix.
+# The sizes are those recorded at registration, so the total stays exact when a text
+# expires or is evicted by Redis itself.
+_REGISTER = """
+local digest, text, prefix = ARGV[1], ARGV[2], ARGV[7]
+redis.call('SET', prefix .. digest, text, 'EX', tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[1], tonumber(ARGV[3]), digest)
+local total
+if redis.call('HEXISTS', KEYS[2], digest) == 1 then
+  total = tonumber(redis.call('GET', KEYS[3]) or '0')
+else
+  redis.call('HSET', KEYS[2], digest, string.len(text))
+  total = redis.call('INCRBY', KEYS[3], string.len(text))
+end
+local count = redis.call('ZCARD', KEYS[1])
+local dropped = 0
+while count > 0 and (count > tonumber(ARGV[5]) or total > tonumber(ARGV[6])) do
+  local oldest = redis.call('ZPOPMIN', KEYS[1])[1]
+  local size = tonumber(redis.call('HGET', KEYS[2], oldest) or '0')
+  redis.call('HDEL', KEYS[2], oldest)
+  redis.call('DEL', prefix .. oldest)
+  total = redis.call('DECRBY', KEYS[3], size)
+  count = count - 1
+  dropped = dropped + 1
+end
+return dropped
+"""
 
 
 class PersistedQueryStore:
@@ -42,6 +81,9 @@ class PersistedQueryStore:
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_BYTES,
         max_text_bytes: int = MAX_TEXT_BYTES,
+        redis_prefix: str = REDIS_PREFIX,
+        max_redis_entries: int = REDIS_MAX_ENTRIES,
+        max_redis_bytes: int = REDIS_MAX_BYTES,
     ) -> None:
         self._local: OrderedDict[str, str] = OrderedDict()
         self._max_entries = max_entries
@@ -53,6 +95,9 @@ class PersistedQueryStore:
             if redis_url
             else None
         )
+        self._register = None if self._redis is None else self._redis.register_script(_REGISTER)
+        self._prefix = redis_prefix
+        self._redis_bounds = (max_redis_entries, max_redis_bytes)
         self._retry_redis_at = 0.0
         self._mode = ModeLog(
             log,
@@ -97,7 +142,7 @@ class PersistedQueryStore:
             return None
         try:
             # At most one byte over the budget: enough to tell the value is too long.
-            raw = await redis.getrange(REDIS_PREFIX + digest, 0, self._max_text_bytes)
+            raw = await redis.getrange(self._prefix + digest, 0, self._max_text_bytes)
         except (RedisError, OSError):
             self._redis_failed()
             return None
@@ -116,12 +161,20 @@ class PersistedQueryStore:
     async def put(self, digest: str, text: str) -> None:
         """Keep `text` under `digest`, here and (when configured and answering) in Redis."""
         self._remember(digest, text)
-        redis = self._redis_usable()
-        if redis is None:
+        if self._redis_usable() is None or self._register is None:
             return
+        prefix = self._prefix
         try:
-            await redis.set(
-                REDIS_PREFIX + digest, text.encode("utf-8", "surrogatepass"), ex=REDIS_TTL
+            await self._register(
+                keys=[prefix + "index", prefix + "sizes", prefix + "bytes"],
+                args=[
+                    digest,
+                    text.encode("utf-8", "surrogatepass"),
+                    time.time(),
+                    REDIS_TTL,
+                    *self._redis_bounds,
+                    prefix,
+                ],
             )
         except (RedisError, OSError):
             self._redis_failed()

@@ -114,3 +114,45 @@ async def test_an_oversized_redis_value_is_not_read_whole() -> None:
         await redis.delete(REDIS_PREFIX + key)
         await redis.aclose()
         await store.close()
+
+
+async def test_redis_is_bounded_in_entries_and_bytes() -> None:
+    """Anyone can register a document that validates: a flood of unique ones must not grow the
+    Redis that also keeps the rate-limit counters. The oldest registrations go first, and the
+    byte total stays exact when a text has already gone from Redis on its own."""
+    url = redis_or_skip()
+    prefix = f"graphgate-test:apq:{uuid.uuid4().hex}:"
+    store = PersistedQueryStore(
+        url, redis_prefix=prefix, max_redis_entries=5, max_redis_bytes=4_000
+    )
+    reader = PersistedQueryStore(url, redis_prefix=prefix)
+    redis = Redis.from_url(url)
+    texts = [f"query Q{n} {{ __typename }} #" + "x" * 900 for n in range(12)]
+    keys = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    try:
+        for key, text in zip(keys, texts, strict=True):
+            await store.put(key, text)
+            stored = [await redis.strlen(prefix + k) for k in keys]
+            assert sum(stored) <= 4_000
+            assert sum(1 for size in stored if size) <= 5
+            assert int(await redis.get(prefix + "bytes")) == sum(stored)
+        assert await reader.get(keys[-1]) == texts[-1]  # the newest are kept
+        assert await reader.get(keys[0]) is None  # the oldest went first
+        await store.put(keys[-1], texts[-1])  # registered again: counted once
+        assert int(await redis.get(prefix + "bytes")) == sum(
+            [await redis.strlen(prefix + k) for k in keys]
+        )
+        await redis.delete(prefix + keys[-1])  # gone on its own (TTL, eviction)
+        for key, text in zip(keys[:6], texts[:6], strict=True):
+            await store.put(key, text)
+        assert int(await redis.get(prefix + "bytes")) == sum(
+            [await redis.strlen(prefix + k) for k in keys]
+        )
+        assert await redis.zcard(prefix + "index") <= 5
+        assert await redis.hlen(prefix + "sizes") <= 5
+    finally:
+        async for name in redis.scan_iter(match=prefix + "*"):
+            await redis.delete(name)
+        await redis.aclose()
+        await store.close()
+        await reader.close()
