@@ -184,8 +184,24 @@ DOCS: dict[str, SettingDoc] = {
         "saturated, `QUERY_TOO_COMPLEX` otherwise"
     ),
     "max_in_flight": SettingDoc(
-        "GraphQL requests one worker handles at once; past it `503` + `SERVICE_UNAVAILABLE` "
-        "+ `Retry-After: 1`"
+        "GraphQL requests of the `other` lane (queries and every mutation not below) one "
+        "worker handles at once; past it `503` + `SERVICE_UNAVAILABLE` + `Retry-After: 1`"
+    ),
+    "max_in_flight_sign_in": SettingDoc(
+        "`login` and `register` requests one worker handles at once, a budget of their own: a "
+        "flood of other operations cannot take it (same `503` past it)"
+    ),
+    "max_in_flight_refresh": SettingDoc(
+        "`refresh` requests one worker handles at once, a budget of their own (same `503`)"
+    ),
+    "shed_loop_lag": SettingDoc(
+        "seconds of event-loop lag past which a worker refuses new `other`-lane requests "
+        "(`503` + `Retry-After: 1`) while it still admits sign-ins, refreshes and sign-outs; "
+        "`0` sheds whenever the loop is late at all"
+    ),
+    "max_in_flight_sign_out": SettingDoc(
+        "`logout`, `logoutAll` and `revokeSession` requests one worker handles at once, a "
+        "budget of their own (same `503`)"
     ),
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"

@@ -16,13 +16,15 @@ from api.infra.tasks import cancel_all
 from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.services import Services
 from api.settings import Settings
-from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.admission import request_lane
+from api.web.appkeys import ADMISSION_LAG_KEY, LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
 from api.web.clients import client_ip
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
 from api.web.middleware import cors, hide_server_version, identity_bodies_only, security_headers
 from api.web.overload import LoopLag, in_flight_limit
 from api.web.telemetry import add_telemetry
+from schema.admission import Lane, LaneClassifier
 
 log = logging.getLogger("graphgate")
 
@@ -80,9 +82,9 @@ async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[LOOP_LAG_KEY].watch())
+    tasks = [asyncio.create_task(app[key].watch()) for key in (LOOP_LAG_KEY, ADMISSION_LAG_KEY)]
     yield
-    await cancel_all([task])
+    await cancel_all(tasks)
 
 
 _heap_frozen = False
@@ -108,6 +110,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
+    admission_lag = LoopLag(interval=0.01, decay=0.5)
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
@@ -115,8 +118,15 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             identity_bodies_only,
             cors(settings.cors_origins),
             in_flight_limit(
-                settings.max_in_flight,
+                {
+                    Lane.SIGN_IN: settings.max_in_flight_sign_in,
+                    Lane.REFRESH: settings.max_in_flight_refresh,
+                    Lane.SIGN_OUT: settings.max_in_flight_sign_out,
+                    Lane.OTHER: settings.max_in_flight,
+                },
                 settings.max_websockets,
+                lane_of=request_lane(LaneClassifier()),
+                busy=lambda: admission_lag.seconds > settings.shed_loop_lag,
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
                 protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -126,6 +136,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app[SETTINGS_KEY] = settings
     app[SERVICES_KEY] = services = Services.build(settings, clock)
     app[LOOP_LAG_KEY] = LoopLag()
+    app[ADMISSION_LAG_KEY] = admission_lag
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
