@@ -194,14 +194,13 @@ DOCS: dict[str, SettingDoc] = {
     "max_in_flight_refresh": SettingDoc(
         "`refresh` requests one worker handles at once, a budget of their own (same `503`)"
     ),
-    "shed_loop_lag": SettingDoc(
-        "seconds of event-loop lag past which a worker refuses new `other`-lane requests "
-        "(`503` + `Retry-After: 1`) while it still admits sign-ins, refreshes and sign-outs; "
-        "`0` sheds whenever the loop is late at all"
-    ),
     "max_in_flight_sign_out": SettingDoc(
         "`logout`, `logoutAll` and `revokeSession` requests one worker handles at once, a "
         "budget of their own (same `503`)"
+    ),
+    "shed_loop_lag": SettingDoc(
+        "seconds of event-loop lag past which a worker refuses new `other`-lane requests "
+        "(`503` + `Retry-After: 1`) while a sign-in, refresh or sign-out is in progress"
     ),
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"

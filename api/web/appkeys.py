@@ -16,6 +16,3 @@ SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 LOOP_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("loop_lag")
 # The same signal sampled every 10 ms, undamped: when to shed ordinary requests (overload.py).
 ADMISSION_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("admission_lag")
-# Set on a 503 of the overload middleware: counted in the metrics, not written to the access log
-# (a flood must not turn into as many log lines; one warning per episode says it).
-REFUSED_KEY: web.ResponseKey[bool] = web.ResponseKey("graphgate_refused", bool)

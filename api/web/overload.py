@@ -27,10 +27,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from api.errors import ServiceUnavailableError
-from api.web.appkeys import REFUSED_KEY
 from schema.admission import Lane
 
 log = logging.getLogger(__name__)
+
+# Set on this middleware's 503s: counted in the metrics, not written to the access log one by
+# one (api/web/telemetry.py); a flood must not become as many log lines.
+REFUSED_KEY: web.ResponseKey[bool] = web.ResponseKey("graphgate_refused", bool)
 
 _BODY = json.dumps(
     ServiceUnavailableError("Too many requests in progress; retry in a moment.").response_body()

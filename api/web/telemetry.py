@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from api.infra.logs import CONTEXT_FIELDS, RequestScope, enter_scope, leave_scope, request_id_from
 from api.infra.metrics import Metrics
-from api.web.appkeys import REFUSED_KEY
+from api.web.overload import REFUSED_KEY
 
 log = logging.getLogger("graphgate.access")
 REQUEST_ID_HEADER = "X-Request-ID"
