@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
-    admission_lag = LoopLag(interval=0.01, decay=0.5)
+    admission_lag = LoopLag(interval=0.01)
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
@@ -126,7 +126,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
                 },
                 settings.max_websockets,
                 lane_of=request_lane(LaneClassifier()),
-                busy=lambda: admission_lag.seconds > settings.shed_loop_lag,
+                busy=lambda: admission_lag.sustained > settings.shed_loop_lag,
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
                 protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),

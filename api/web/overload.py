@@ -171,6 +171,10 @@ class LoopLag:
         self._interval = interval
         self._decay = decay
         self.seconds = 0.0
+        # The smaller of the last two samples: late twice in a row is saturation, not one
+        # long step (a first-sight document, a collection).
+        self.sustained = 0.0
+        self._last = 0.0
 
     @property
     def saturated(self) -> bool:
@@ -185,3 +189,4 @@ class LoopLag:
             # Rises at once, decays over about a second (by default): one quick tick does
             # not clear it.
             self.seconds = max(late, self.seconds * self._decay)
+            self.sustained, self._last = min(late, self._last), late

@@ -191,7 +191,7 @@ async def test_ordinary_operations_give_way_while_a_sign_in_waits_on_a_lagging_w
     held.reads.opened.set()
     lag = api.app[ADMISSION_LAG_KEY]
 
-    lag.seconds = 0.5  # lagging, but nothing of higher priority waits: reads are served
+    lag.sustained = 0.5  # lagging, but nothing of higher priority waits: reads are served
     status, body, _ = await api.post(READ, token=held.token)
     assert status == 200 and "errors" not in body
 
@@ -201,7 +201,7 @@ async def test_ordinary_operations_give_way_while_a_sign_in_waits_on_a_lagging_w
     answer = await api.refresh(held.refresh_token)  # priority lanes are not shed by lag
     assert answer["data"]["refresh"]["accessToken"], answer
 
-    lag.seconds = 0.01  # under SHED_LOOP_LAG: reads pass even while the sign-in waits
+    lag.sustained = 0.01  # under SHED_LOOP_LAG: reads pass even while the sign-in waits
     status, body, _ = await api.post(READ, token=held.token)
     assert status == 200 and "errors" not in body
 
