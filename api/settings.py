@@ -91,7 +91,7 @@ class Settings:
     max_in_flight_sign_in: int = 64
     max_in_flight_refresh: int = 64
     max_in_flight_sign_out: int = 32
-    shed_loop_lag: float = 0.02
+    shed_loop_lag: float = 0.04
     max_websockets: int = 1000
     max_websockets_per_user: int = 10
     max_websockets_per_ip: int = 50

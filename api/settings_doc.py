@@ -199,8 +199,9 @@ DOCS: dict[str, SettingDoc] = {
         "budget of their own (same `503`)"
     ),
     "shed_loop_lag": SettingDoc(
-        "seconds of event-loop lag past which a worker refuses new `other`-lane requests "
-        "(`503` + `Retry-After: 1`) while a sign-in, refresh or sign-out is in progress"
+        "seconds of event-loop lag past which, while a sign-in, refresh or sign-out is in "
+        "progress, a worker refuses new `other`-lane requests (`503` + `Retry-After: 1`); a "
+        "password hash waiting for a thread does the same"
     ),
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"

@@ -3,6 +3,7 @@
     python bench/flood.py flood [--workers 1 2] [--postgres-url URL] [--seconds 30]
         [--overload 2.0] [--login-rate 20] [--spoof]
     python bench/flood.py scale [--workers 1 2] [--postgres-url URL] [--rounds 3] [--seconds 10]
+    python bench/flood.py shed-cost [--seconds 5]
 
 `flood`: for each worker count, `python -m api serve --workers N` in production settings;
 its capacity on `{ me { id roles } }` is measured first (wrk, closed loop, 64 connections,
@@ -17,6 +18,9 @@ comment naming `mutation login`) while they are reads.
 database read) with wrk (closed loop, 2 threads, 64 connections), 1 and 2 workers in
 interleaved rounds; the servers are not pinned (2 workers need both cores), so wrk shares
 the cores: its own CPU time is measured and reported beside the servers'.
+
+`shed-cost`: CPU per request of a 503 at the door against a served `{ me { id roles } }`,
+one worker, two wrk runs in the same minute.
 
 Loopback only; every run is bounded in time and in count; every process started is stopped.
 """
@@ -438,6 +442,37 @@ async def scale(args: argparse.Namespace, workdir: Path, database_url: str) -> d
     return {"runs": runs, "summary": summary}
 
 
+async def shed_cost(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, Any]:
+    """CPU per request of a refusal against a served `me { id roles }`, same minute, 1 worker:
+    with MAX_IN_FLIGHT=1, a query that waits on the database holds the one slot, so nearly
+    every other request of the same wrk run is refused at the door."""
+    load = Load(threads=1, connections=32, seconds=args.seconds, cpu="0-1")  # type: ignore[arg-type]
+    out: dict[str, Any] = {}
+    for label, query, env in (
+        ("served", TOKEN_QUERY, []),
+        ("refused", DB_QUERY, ["MAX_IN_FLIGHT=1"]),
+    ):
+        server = graphgate(1, workdir, database_url, [*args.graphgate_env, *env])
+        async with aiohttp.ClientSession() as session:
+            try:
+                await started(server, session, 1)
+                token = workdir / "token.txt"
+                token.write_text(server.access_token)
+                result = await measured_wrk(
+                    load, server, body_file(workdir, query), str(token), args.seconds
+                )
+            finally:
+                server.stop()
+        ok = result["requests"] - result["bad"]
+        out[label] = {"requests": result["requests"], "refused": result["bad"], "served": ok,
+                      "cpu_us_per_request": result["server_cpu_us_per_request"]}  # fmt: skip
+        print(f"{label}: {result['requests']} requests ({result['bad']} refused), server "
+              f"{result['server_cpu_us_per_request']:.0f} us/request", flush=True)  # fmt: skip
+    out["ratio"] = out["refused"]["cpu_us_per_request"] / out["served"]["cpu_us_per_request"]
+    print(f"a refusal costs {out['ratio']:.2f} of a served me {{ id roles }}")
+    return out
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_logins":
         url, email, password, rate, seconds = sys.argv[2:7]
@@ -448,7 +483,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=["flood", "scale"])
+    parser.add_argument("mode", choices=["flood", "scale", "shed-cost"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL"))
     parser.add_argument("--seconds", type=int, default=30)
@@ -469,7 +504,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="graphgate-flood-") as tmp:
         workdir = Path(tmp)
         database_url = args.postgres_url or f"sqlite://{workdir}/flood.sqlite3"
-        if args.mode == "scale":
+        if args.mode == "shed-cost":
+            report = asyncio.run(shed_cost(args, workdir, database_url))
+        elif args.mode == "scale":
             report: dict[str, Any] = asyncio.run(scale(args, workdir, database_url))
             for label, s in report["summary"].items():
                 print(

@@ -126,7 +126,12 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
                 },
                 settings.max_websockets,
                 lane_of=request_lane(LaneClassifier()),
-                busy=lambda: admission_lag.sustained > settings.shed_loop_lag,
+                # Short of CPU: the loop is late, or sign-ins' hashes wait for a thread (the
+                # hashing threads share the cores with the loop, below it: PASSWORD_HASH_NICE).
+                busy=lambda: (
+                    admission_lag.sustained > settings.shed_loop_lag
+                    or app[SERVICES_KEY].hasher.queued
+                ),
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
                 protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
