@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from api.auth import passwords
 from api.web.appkeys import ADMISSION_LAG_KEY, SERVICES_KEY
 from api.web.overload import LoopLag
 from tests.helpers.api import Api, StartApi
@@ -234,3 +236,37 @@ async def test_refusals_are_counted_not_logged_one_by_one(
         )
         == 3
     )
+
+
+async def test_ordinary_operations_give_way_while_sign_ins_wait_for_a_hashing_thread(
+    start_api: StartApi, tasks: list[asyncio.Task[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hashing threads share the CPU with the loop: while a hash waits for one, the
+    worker is short of CPU for sign-ins, and reads are refused instead of served."""
+    held = await _held(start_api, PASSWORD_HASH_THREADS="1", PASSWORD_HASH_MAX_WAIT="60")
+    api = held.api
+    held.reads.opened.set()
+    held.logins.opened.set()
+    hasher = api.app[SERVICES_KEY].hasher
+    release = threading.Event()
+    verify = passwords._CONTEXT.verify_and_update
+
+    def slow_verify(*args: Any) -> Any:  # runs on the one hashing thread
+        release.wait(timeout=60)
+        return verify(*args)
+
+    monkeypatch.setattr(passwords._CONTEXT, "verify_and_update", slow_verify)
+    tasks += [asyncio.create_task(api.post(LOGIN, CREDENTIALS)) for _ in range(2)]
+    for _ in range(500):  # until the second hash waits behind the first (bounded)
+        if hasher.queued:
+            break
+        await asyncio.sleep(0.01)
+    assert hasher.queued
+
+    assert _refused(*await api.post(READ, token=held.token))
+    release.set()
+    for status, body, _ in await asyncio.gather(*tasks):
+        assert status == 200 and body["data"]["login"]["accessToken"], body
+    tasks.clear()
+    status, body, _ = await api.post(READ, token=held.token)
+    assert status == 200 and "errors" not in body
