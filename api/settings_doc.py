@@ -201,7 +201,11 @@ DOCS: dict[str, SettingDoc] = {
     "shed_loop_lag": SettingDoc(
         "seconds of event-loop lag past which, while a sign-in, refresh or sign-out is in "
         "progress, a worker refuses new `other`-lane requests (`503` + `Retry-After: 1`); a "
-        "password hash waiting for a thread does the same"
+        "sign-in's password hash waiting for a thread does the same"
+    ),
+    "max_loop_lag": SettingDoc(
+        "seconds of event-loop lag past which a worker refuses new `other`-lane requests at "
+        "any time (the same `503`), so a sign-in that arrives meets a short queue"
     ),
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"

@@ -85,14 +85,15 @@ def in_flight_limit(
     sockets_limit: int,
     *,
     lane_of: Callable[[web.Request], Awaitable[Lane]],
-    busy: Callable[[], bool] = lambda: False,
+    busy: Callable[[bool], bool] = lambda priority_waiting: False,
     sockets_per_client: int,
     client_key: Callable[[web.Request], str],
     protocols: Sequence[str] = (),
     path: str = "/graphql",
 ) -> Middleware:
     """A middleware refusing requests to `path` while `budgets[lane]` of their lane
-    (`lane_of`) are in progress, or, in the `other` lane, while the worker is `busy`; and
+    (`lane_of`) are in progress, or, in the `other` lane, while the worker is `busy` (told
+    whether a request of a priority lane is in progress); and
     WebSocket handshakes while `sockets_limit` sockets are open (503) or while the client
     (`client_key`) has `sockets_per_client` open (429)."""
     in_flight: Counter[Lane] = Counter()
@@ -136,10 +137,9 @@ def in_flight_limit(
         limit = budgets[lane]
         # A request that completes in one turn of the loop is never "in progress" when the
         # next one arrives: past the worker's CPU, the queue is the loop itself (and the
-        # sockets behind it), which only its lag shows. While a sign-in, refresh or sign-out
-        # is in progress, each of its turns must stay short: ordinary operations give way.
+        # sockets behind it), which only its lag shows. Ordinary operations give way first.
         if in_flight[lane] >= limit or (
-            lane is Lane.OTHER and busy() and in_flight.total() > in_flight[Lane.OTHER]
+            lane is Lane.OTHER and busy(in_flight.total() > in_flight[Lane.OTHER])
         ):
             if lane not in shedding:  # once per episode, not once per refused request
                 shedding.add(lane)
@@ -175,6 +175,12 @@ class LoopLag:
         # long step (a first-sight document, a collection).
         self.sustained = 0.0
         self._last = 0.0
+        self._due = float("inf")  # when the sampler should wake next
+
+    def late_now(self) -> float:
+        """How late the sampler is at this moment: a turn of the loop that is already long
+        shows here before it ends (the samples only show it afterwards)."""
+        return max(0.0, asyncio.get_running_loop().time() - self._due)
 
     @property
     def saturated(self) -> bool:
@@ -183,7 +189,7 @@ class LoopLag:
     async def watch(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + self._interval
+            due = self._due = loop.time() + self._interval
             await asyncio.sleep(self._interval)
             late = max(0.0, loop.time() - due)
             # Rises at once, decays over about a second (by default): one quick tick does

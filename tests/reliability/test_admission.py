@@ -186,16 +186,20 @@ async def test_each_priority_lane_has_its_own_budget(
 async def test_ordinary_operations_give_way_while_a_sign_in_waits_on_a_lagging_worker(
     start_api: StartApi, tasks: list[asyncio.Task[Any]]
 ) -> None:
-    """Past SHED_LOOP_LAG, reads are shed only while a sign-in (or refresh, sign-out) is in
-    progress: they are what would make its turns of the loop long."""
-    held = await _held(start_api, SHED_LOOP_LAG="0.05")
+    """Past SHED_LOOP_LAG, reads are shed while a sign-in (or refresh, sign-out) is in
+    progress: they are what would make its turns of the loop long. Past MAX_LOOP_LAG they
+    are shed at any time, so that a sign-in arriving meets a short queue."""
+    held = await _held(start_api, SHED_LOOP_LAG="0.05", MAX_LOOP_LAG="0.3")
     api = held.api
     held.reads.opened.set()
     lag = api.app[ADMISSION_LAG_KEY]
 
-    lag.sustained = 0.5  # lagging, but nothing of higher priority waits: reads are served
+    lag.sustained = 0.2  # lagging, but nothing of higher priority waits: reads are served
     status, body, _ = await api.post(READ, token=held.token)
     assert status == 200 and "errors" not in body
+    lag.sustained = 0.5  # past MAX_LOOP_LAG: shed whatever waits
+    assert _refused(*await api.post(READ, token=held.token))
+    lag.sustained = 0.2
 
     tasks.append(asyncio.create_task(api.post(LOGIN, CREDENTIALS)))
     await held.logins.wait_held(1)
