@@ -1,5 +1,5 @@
 """The command line: serve, migrate, create-user, keys generate, guards, sessions prune,
-and the generated documents (schema, settings-table)."""
+documents check, and the generated documents (schema, settings-table)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,17 @@ async def _prune_sessions(settings: Settings) -> int:
         await Tortoise.close_connections()
 
 
+def _check_manifest(settings: Settings, path: str) -> int:
+    """Every document of the manifest parsed and validated against the schema and the limits
+    of `settings`; the number of documents (ManifestError names the first invalid one)."""
+    from schema.build import build_schema
+    from schema.manifest import read_manifest
+
+    documents = read_manifest(path)
+    build_schema(settings, documents)
+    return len(documents)
+
+
 def _read_password(from_stdin: bool) -> str:
     if from_stdin or not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\r\n")
@@ -81,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     sessions_sub = sessions_p.add_subparsers(dest="sessions_command", required=True)
     sessions_sub.add_parser("prune", help="delete sessions that ended or expired")
     sub.add_parser("schema", help="print the GraphQL schema (SDL) that schema.graphql holds")
+    documents_p = sub.add_parser("documents", help="trusted documents")
+    documents_sub = documents_p.add_subparsers(dest="documents_command", required=True)
+    check_p = documents_sub.add_parser(
+        "check", help="parse and validate every document of a manifest (as the server does)"
+    )
+    check_p.add_argument("manifest")
     table_p = sub.add_parser("settings-table", help="print the Markdown table of every setting")
     table_p.add_argument("--write", metavar="FILE", help="replace the generated table in FILE")
     return parser
@@ -119,7 +136,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command or "serve"
         if command == "serve" and settings.warning:
             log.warning("%s", settings.warning)
+        if command == "documents":
+            count = _check_manifest(settings, args.manifest)
+            print(f"{args.manifest}: {count} document(s), all valid")
+            return 0
         if command == "serve":
+            if settings.trusted_documents:  # refuse to start once, here, not in each worker
+                _check_manifest(settings, settings.trusted_documents)
             host = getattr(args, "host", None) or settings.host
             port = getattr(args, "port", None) or settings.port
             workers = getattr(args, "workers", None) or settings.workers
@@ -163,7 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         from api.errors import AppError
+        from schema.manifest import ManifestError
 
+        if isinstance(exc, ManifestError):
+            print(f"trusted documents: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, AppError):
             print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
             return 1

@@ -114,3 +114,20 @@ class FreshLoginRequiredError(AppError):
 class ServiceUnavailableError(AppError):
     code = "SERVICE_UNAVAILABLE"
     default_message = "The service is busy or a dependency is down; retry later."
+
+
+class PersistedQueryNotFoundError(AppError):
+    # Apollo Client's persisted-queries link retries with the full text when it sees this
+    # message or this code: both are kept exactly.
+    code = "PERSISTED_QUERY_NOT_FOUND"
+    default_message = "PersistedQueryNotFound"
+
+
+class PersistedQueryNotSupportedError(AppError):
+    code = "PERSISTED_QUERY_NOT_SUPPORTED"
+    default_message = "PersistedQueryNotSupported"
+
+
+class DocumentNotTrustedError(AppError):
+    code = "DOCUMENT_NOT_TRUSTED"
+    default_message = "Only the documents of the trusted-documents manifest are accepted here."

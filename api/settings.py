@@ -19,6 +19,8 @@ MIN_SECRET_BYTES = 32
 # A spent refresh token retried within this many seconds is a lost answer, not a theft; past
 # a minute it is a copy in someone else's hands, whatever the client's excuse.
 MAX_REFRESH_REUSE_GRACE = 60
+# allow: the manifest's documents and ad-hoc ones; only: the manifest's documents, nothing else.
+TRUSTED_DOCUMENTS_MODES = ("allow", "only")
 
 
 class SettingsError(Exception):
@@ -75,6 +77,8 @@ class Settings:
     rate_limit_per_email: str = "10 per 15 minutes"
     rate_limit_per_ip: str = "300 per 15 minutes"
     shutdown_timeout: int = 10
+    shutdown_delay: int = 0
+    ready_without_redis: bool = False
     max_query_depth: int = 10
     max_aliases: int = 30
     max_tokens: int = 2000
@@ -82,6 +86,9 @@ class Settings:
     max_fields: int = 600
     max_query_bytes: int = 65_536
     query_cache_bytes: int = 33_554_432
+    persisted_queries: bool = True
+    trusted_documents: str | None = None
+    trusted_documents_mode: str = "allow"
     execution_timeout: int = 10
     password_hash_threads: int = 2
     password_hash_queue: int = 128
@@ -317,6 +324,11 @@ def load_settings(
         proxies = parse_networks("TRUSTED_PROXIES", _list(env, "TRUSTED_PROXIES"))
     except ValueError as exc:
         raise SettingsError(str(exc)) from None
+    if (
+        env.get("TRUSTED_DOCUMENTS_MODE", "").strip().lower() == "only"
+        and not (env.get("TRUSTED_DOCUMENTS") or "").strip()
+    ):
+        raise SettingsError("TRUSTED_DOCUMENTS_MODE=only needs TRUSTED_DOCUMENTS (a manifest path)")
     return Settings(
         app_env=app_env,
         database_url=database_url,
@@ -367,6 +379,8 @@ def load_settings(
         ).strip(),
         rate_limit_per_ip=env.get("RATE_LIMIT_PER_IP", _default("RATE_LIMIT_PER_IP")).strip(),
         shutdown_timeout=_int(env, "SHUTDOWN_TIMEOUT", low=0),
+        shutdown_delay=_int(env, "SHUTDOWN_DELAY", low=0),
+        ready_without_redis=_bool(env, "READY_WITHOUT_REDIS", False),
         max_query_depth=_int(env, "MAX_QUERY_DEPTH", low=1),
         max_aliases=_int(env, "MAX_ALIASES", low=1),
         max_tokens=_int(env, "MAX_TOKENS", low=1),
@@ -374,6 +388,14 @@ def load_settings(
         max_fields=_int(env, "MAX_FIELDS", low=1),
         max_query_bytes=_int(env, "MAX_QUERY_BYTES", low=1),
         query_cache_bytes=_int(env, "QUERY_CACHE_BYTES", low=0),
+        persisted_queries=_bool(env, "PERSISTED_QUERIES"),
+        trusted_documents=(env.get("TRUSTED_DOCUMENTS") or "").strip() or None,
+        trusted_documents_mode=_choice(
+            env,
+            "TRUSTED_DOCUMENTS_MODE",
+            TRUSTED_DOCUMENTS_MODES,
+            _default("TRUSTED_DOCUMENTS_MODE"),
+        ),
         execution_timeout=_int(env, "EXECUTION_TIMEOUT", low=1),
         password_hash_threads=_int(env, "PASSWORD_HASH_THREADS", low=1),
         password_hash_queue=_int(env, "PASSWORD_HASH_QUEUE", low=0),

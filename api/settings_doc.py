@@ -54,6 +54,11 @@ DOCS: dict[str, SettingDoc] = {
         "seconds one PostgreSQL statement may run (cancelled on the server); past it "
         "`SERVICE_UNAVAILABLE`"
     ),
+    "ready_without_redis": SettingDoc(
+        "`/readyz` answers 200 while the database answers even when Redis does not (its body "
+        'still says `"redis": "down"`): replicas sharing one Redis keep serving through '
+        "its outage instead of all leaving the rotation (docs/scaling.md)"
+    ),
     "redis_url": SettingDoc(
         "when set, revocations, rate limits and subscription events are shared by every worker "
         "and replica through Redis"
@@ -115,6 +120,20 @@ DOCS: dict[str, SettingDoc] = {
     ),
     "get_queries": SettingDoc(
         "queries over GET; when off a GET query answers 405", default=_DEV_ON
+    ),
+    "persisted_queries": SettingDoc(
+        "automatic persisted queries (Apollo's protocol): a client may send a document's "
+        "SHA-256 instead of its text once the server has it (docs/persisted-documents.md)"
+    ),
+    "trusted_documents": SettingDoc(
+        "path of a trusted-documents manifest (Apollo's persisted query manifest or GraphQL "
+        "Code Generator's `persisted-documents.json`); every document in it is checked at "
+        "start, and the server refuses to start on an invalid one"
+    ),
+    "trusted_documents_mode": SettingDoc(
+        "`allow`: the manifest's documents and ad-hoc ones; `only`: the manifest's documents "
+        "alone (anything else `DOCUMENT_NOT_TRUSTED`, APQ registration refused; needs "
+        "`TRUSTED_DOCUMENTS`)"
     ),
     "public_url": SettingDoc(
         "base of the links in mails; required in production",
@@ -242,6 +261,11 @@ DOCS: dict[str, SettingDoc] = {
     ),
     # Operations
     "shutdown_timeout": SettingDoc("seconds to finish in-flight requests after SIGTERM"),
+    "shutdown_delay": SettingDoc(
+        "seconds between SIGTERM and closing the port, during which `/readyz` answers 503 "
+        "`draining` and requests are still served: the load balancer takes the worker out of "
+        "rotation before it stops accepting (docs/scaling.md)"
+    ),
     "log_format": SettingDoc(
         "`json` or `text`; JSON lines carry a request id, the operation, the user id and the "
         "duration",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import strawberry
 from strawberry.extensions import SchemaExtension
@@ -17,6 +17,7 @@ from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
 from schema.limits import limit_extensions
+from schema.manifest import TrustedDocument, check_documents
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
 from schema.queries import Query
@@ -28,7 +29,9 @@ MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (NoteSubscription,)
 
 
-def build_schema(settings: Settings) -> strawberry.Schema:
+def build_schema(settings: Settings, trusted: Iterable[TrustedDocument] = ()) -> strawberry.Schema:
+    """The schema; `trusted` documents (a manifest) are checked against it and kept prepared
+    (ManifestError names the first invalid one)."""
     # digest of a query text -> its document and validation errors, bounded in bytes
     validated = ValidationResults(1024, settings.query_cache_bytes, settings.max_query_bytes)
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
@@ -49,4 +52,5 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     )
     check_guards(schema)
     check_lanes(schema)
+    check_documents(trusted, schema._schema, settings, validated)
     return schema

@@ -92,6 +92,8 @@ class ValidationResults:
 
     def __init__(self, max_entries: int, max_bytes: int, max_query_bytes: int) -> None:
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        # Trusted documents (a manifest), checked at start: never dropped, never counted.
+        self._pinned: dict[bytes, _Entry] = {}
         self._seen: OrderedDict[bytes, None] = OrderedDict()  # digests seen once
         self._max_seen = 4 * max_entries
         self._max_entries = max_entries
@@ -115,9 +117,14 @@ class ValidationResults:
 
     def _entry(self, query: str) -> _Entry | None:
         key = self._key(query)
-        entry = self._entries.get(key) if key is not None else None
+        if key is None:
+            return None
+        pinned = self._pinned.get(key)
+        if pinned is not None:
+            return pinned
+        entry = self._entries.get(key)
         if entry is not None:
-            self._entries.move_to_end(key)  # type: ignore[arg-type]
+            self._entries.move_to_end(key)
         return entry
 
     def document(self, query: str) -> DocumentNode | None:
@@ -153,6 +160,13 @@ class ValidationResults:
         ):
             _, dropped = self._entries.popitem(last=False)
             self.bytes -= dropped.weight
+
+    def pin(self, query: str, document: DocumentNode, weight: int) -> None:
+        """Keep a document that parsed and validated without errors at start (a trusted
+        document) for the server's lifetime: its requests always take the prepared path."""
+        key = self._key(query)
+        if key is not None:
+            self._pinned[key] = _Entry(document, weight, ())
 
     def put(self, query: str, errors: tuple[GraphQLError, ...], document: DocumentNode) -> None:
         """Remember how a text validated (when the text is kept: see `put_document`)."""

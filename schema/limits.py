@@ -20,6 +20,7 @@ from graphql import (
     NoSchemaIntrospectionCustomRule,
     ValidationContext,
     ValidationRule,
+    specified_rules,
     validate,
 )
 from strawberry.extensions import (
@@ -208,8 +209,18 @@ def limit_extensions(
         TagTokenLimit,
         lambda: ValidateLimitsFirst(limits, results),
     ]
+    extensions.append(lambda: AddValidationRules(list(added_rules(settings))))
+    return extensions
+
+
+def added_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    """The rules added to graphql-core's specified ones, for every operation."""
     rules: list[type[ASTValidationRule]] = [NoControlCharactersRule]
     if not settings.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
-    extensions.append(lambda: AddValidationRules(rules))
-    return extensions
+    return tuple(rules)
+
+
+def all_rules(settings: Settings) -> tuple[type[ASTValidationRule], ...]:
+    """Every validation rule an ad-hoc operation meets (after the limits' first pass)."""
+    return (*specified_rules, *added_rules(settings))

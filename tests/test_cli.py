@@ -123,3 +123,35 @@ def test_guards_lists_every_root_field(tmp_path: Path) -> None:
     assert table["Mutation.login"] == "Public"
     assert table["Mutation.setUserRoles"] == "HasRole('admin'), FreshLogin"
     assert "NONE" not in result.stdout
+
+
+def _manifest(tmp_path: Path, *texts: str) -> Path:
+    import hashlib
+    import json
+
+    path = tmp_path / "persisted-documents.json"
+    path.write_text(json.dumps({hashlib.sha256(t.encode()).hexdigest(): t for t in texts}))
+    return path
+
+
+def test_documents_check_passes_a_valid_manifest_and_names_an_invalid_document(
+    tmp_path: Path,
+) -> None:
+    good = _manifest(tmp_path, "query Health { __typename }", "query Me { me { id } }")
+    result = run(tmp_path, "documents", "check", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "2 document(s), all valid" in result.stdout
+
+    bad = _manifest(tmp_path, "query Health { __typename }", "query Oops { me { nope } }")
+    result = run(tmp_path, "documents", "check", str(bad))
+    assert result.returncode == 2
+    assert "all valid" not in result.stdout
+    assert "operation 'Oops'" in result.stderr and "nope" in result.stderr
+
+
+def test_serve_refuses_to_start_with_an_invalid_manifest(tmp_path: Path) -> None:
+    bad = _manifest(tmp_path, "query Oops { me { nope } }")
+    result = run(tmp_path, "serve", "--port", "0", TRUSTED_DOCUMENTS=str(bad))
+    assert result.returncode == 2
+    assert "trusted documents: operation 'Oops' (sha256:" in result.stderr
+    assert "nope" in result.stderr

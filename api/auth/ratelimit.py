@@ -35,6 +35,7 @@ from limits.errors import StorageError
 
 from api.errors import RateLimitedError
 from api.infra.logs import ModeLog
+from api.infra.pubsub import redis_options
 from api.networks import rate_limit_key
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ class RateLimiter:
                 f"async+{redis_url}",
                 implementation="redispy",
                 wrap_exceptions=True,
-                socket_connect_timeout=1,
-                socket_timeout=1,
+                **redis_options(socket_timeout=1, retry_once=True),
             )
             if redis_url
             else None

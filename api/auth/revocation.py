@@ -43,7 +43,7 @@ from api.db.connection import is_unavailable
 from api.db.models import Session
 from api.errors import ServiceUnavailableError
 from api.infra.logs import ModeLog
-from api.infra.pubsub import follow_channel
+from api.infra.pubsub import follow_channel, publish, redis_options
 from api.infra.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class RedisRevocationFeed:
 
     def __init__(self, url: str, revocations: RevocationList) -> None:
         self._revocations = revocations
-        self._redis = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._redis = Redis.from_url(url, **redis_options(socket_timeout=1))
         self.healthy = False  # until subscribed: checks read the database meanwhile
         self._mode = ModeLog(
             log,
@@ -230,7 +230,7 @@ class RedisRevocationFeed:
 
     async def publish(self, sids: list[str], not_before: int) -> None:
         try:
-            await self._redis.publish(self.CHANNEL, json.dumps([sids, not_before]))
+            await publish(self._redis, self.CHANNEL, json.dumps([sids, not_before]))
         except (RedisError, OSError):
             self._set_health(False)  # the others read the database until the feed is back
 

@@ -111,13 +111,39 @@ async def apply_migrations(config: dict[str, Any]) -> None:
     await executor.migrate()
 
 
+# Any fixed number: the advisory lock that lets one process at a time migrate a database.
+MIGRATION_LOCK = 0x67676174  # "ggat"
+
+
+@contextlib.asynccontextmanager
+async def one_migrator() -> AsyncIterator[None]:
+    """On PostgreSQL, hold a session advisory lock while the block runs: replicas started
+    together would otherwise all create the same tables, and all but one fail to start."""
+    client = get_connection("default")
+    if client.capabilities.dialect != "postgres":
+        yield  # SQLite: one file, one server; its own write lock serialises the rest
+        return
+    async with client.acquire_connection() as raw:
+        await raw.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        try:
+            yield
+        finally:
+            await raw.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+
+
 async def migrate(settings: Settings) -> None:
-    """`python -m api migrate`: initialise, apply pending migrations, close."""
-    config = tortoise_config(connection(settings))
+    """`python -m api migrate` (and `serve` before serving): initialise, apply pending
+    migrations one process at a time, close."""
+    conn = connection(settings)
+    if isinstance(conn, dict):  # one pooled connection holds the lock, another migrates
+        credentials = conn["credentials"]
+        credentials["maxsize"] = max(2, credentials["maxsize"])
+    config = tortoise_config(conn)
     EXECUTOR_CACHE.clear()
     await Tortoise.init(config=config)
     try:
-        await apply_migrations(config)
+        async with one_migrator():
+            await apply_migrations(config)
     finally:
         await Tortoise.close_connections()
 

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.infra.logs import ModeLog
-from api.infra.pubsub import follow_channel
+from api.infra.pubsub import follow_channel, publish, redis_options
 from api.infra.tasks import cancel_all
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class EventBus:
         if not redis_url:
             yield
             return
-        self._redis = Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2)
+        self._redis = Redis.from_url(redis_url, **redis_options(socket_timeout=2))
         tasks = [asyncio.create_task(self._follow()), asyncio.create_task(self._send())]
         try:
             yield
@@ -146,7 +146,7 @@ class EventBus:
         while True:
             message = await self._outbox.get()
             try:
-                await self._redis.publish(self.CHANNEL, message)
+                await publish(self._redis, self.CHANNEL, message)
             except (RedisError, OSError):
                 log.warning("events: an event could not be sent to Redis; other workers miss it")
 

@@ -1,7 +1,8 @@
 """Logging: JSON lines (production default) or plain text, each line with its request's context.
 
 Every line written while a request is handled carries that request's `request_id`, and,
-once known, its GraphQL `operation` and the `user_id` of a verified token. Lines never carry
+once known, its GraphQL `operation`, the `document_id` of a persisted document it named, and
+the `user_id` of a verified token. Lines never carry
 tokens, passwords, headers or query strings: nothing here logs them, and the access line
 names the route, not the URL.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 LOG_FORMATS = ("json", "text")
-CONTEXT_FIELDS = ("request_id", "operation", "operation_type", "user_id")
+CONTEXT_FIELDS = ("request_id", "operation", "operation_type", "document_id", "user_id")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -29,6 +30,7 @@ class RequestScope:
     request_id: str
     operation: str | None = None
     operation_type: str | None = None
+    document_id: str | None = None  # `sha256:<hex>` of a persisted document the request named
     user_id: str | None = None
     graphql_ok: bool | None = None  # set once a GraphQL operation was answered
 

@@ -79,6 +79,14 @@ class Metrics:
             "GraphQL answers that carried a RATE_LIMITED error.",
             registry=r,
         )
+        self.persisted = Counter(
+            "graphgate_persisted_documents",
+            "Requests that named a persisted document, by source (manifest or apq), document "
+            "(a manifest's sha256 id; every APQ document is 'apq'), operation and outcome "
+            "(ran, or the refusal's code).",
+            ["source", "document", "operation", "outcome"],
+            registry=r,
+        )
         self._operation_names: set[str] = set()
 
     def operation_label(self, name: str | None) -> str:

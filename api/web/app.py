@@ -17,12 +17,19 @@ from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.services import Services
 from api.settings import Settings
 from api.web.admission import request_lane
-from api.web.appkeys import ADMISSION_LAG_KEY, LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.appkeys import (
+    ADMISSION_LAG_KEY,
+    DRAINING_KEY,
+    LOOP_LAG_KEY,
+    SERVICES_KEY,
+    SETTINGS_KEY,
+)
 from api.web.clients import client_ip
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
 from api.web.middleware import cors, hide_server_version, identity_bodies_only, security_headers
 from api.web.overload import LoopLag, in_flight_limit
+from api.web.persisted import persisted_documents, store_ctx
 from api.web.telemetry import add_telemetry
 from schema.admission import Lane, LaneClassifier
 
@@ -34,7 +41,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """200 when the database (and Redis, if configured) answer within a second; else 503."""
+    """200 when the database (and Redis, if configured) answer within a second; else 503
+    (at once, without checking, once SIGTERM has come: the worker is on its way out)."""
+    if request.app[DRAINING_KEY].is_set():
+        return web.json_response({"status": "draining"}, status=503)
     checks: dict[str, Awaitable[None]] = {"database": db.ping()}
     feed = request.app[SERVICES_KEY].revocations.feed
     if feed is not None:
@@ -45,7 +55,9 @@ async def readyz(request: web.Request) -> web.Response:
         states[name] = "down" if isinstance(result, BaseException) else "up"
         if isinstance(result, BaseException):
             log.warning("readiness check: %s does not answer (%r)", name, result)
-    ready = all(state == "up" for state in states.values())
+    # Without Redis the service is still correct (docs/scaling.md): optionally, still ready.
+    needed = {"database"} if request.app[SETTINGS_KEY].ready_without_redis else set(states)
+    ready = all(states[name] == "up" for name in needed)
     body = {"status": "ok" if ready else "unavailable", **states}
     return web.json_response(body, status=200 if ready else 503)
 
@@ -118,6 +130,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     from api.web.view import AuthGraphQLView
     from schema.build import build_schema
+    from schema.manifest import read_manifest
 
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
@@ -150,6 +163,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app[SERVICES_KEY] = services = Services.build(settings, clock)
     app[LOOP_LAG_KEY] = LoopLag()
     app[ADMISSION_LAG_KEY] = admission_lag
+    app[DRAINING_KEY] = asyncio.Event()
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
@@ -157,8 +171,13 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes
 
+    # A manifest that cannot be read or holds an invalid document stops the start here.
+    documents = read_manifest(settings.trusted_documents) if settings.trusted_documents else ()
+    persisted = persisted_documents(settings, documents)
+    app.cleanup_ctx.append(store_ctx(persisted))
     view = AuthGraphQLView(
-        schema=build_schema(settings),
+        schema=build_schema(settings, documents),
+        persisted=persisted,
         graphql_ide="graphiql" if settings.graphiql else None,
         allow_queries_via_get=settings.get_queries,
         settings=settings,

@@ -9,10 +9,11 @@ wrong" from "a field failed" without reading the body.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from strawberry.aiohttp.views import GraphQLView
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
@@ -21,7 +22,14 @@ from api.web.graphiql import graphiql_response
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 JSON = "application/json"
-_STATUS_FOR_CODE = {"SERVICE_UNAVAILABLE": 503, "INTERNAL_SERVER_ERROR": 500}
+_STATUS_FOR_CODE = {
+    "SERVICE_UNAVAILABLE": 503,
+    "INTERNAL_SERVER_ERROR": 500,
+    # As Apollo Router answers them; Apollo Client's persisted-queries link reads the body
+    # of a 4xx answer too, so it still retries with the full text.
+    "PERSISTED_QUERY_NOT_FOUND": 404,
+    "DOCUMENT_NOT_TRUSTED": 403,
+}
 
 # Where the negotiated type waits on the sub-response until the body is written.
 _MEDIA_TYPE: web.ResponseKey[str] = web.ResponseKey("graphgate_media_type", str)
@@ -71,6 +79,21 @@ def _specificity(media_range: str, candidate: str) -> int:
     if media_range == "*/*":
         return 1
     return 0
+
+
+@dataclass
+class PersistedRequestData(GraphQLRequestData):
+    """A request that may name its document instead of sending it (schema/persisted.py)."""
+
+    document_id: object = None  # the `documentId` member, unchecked
+
+
+def names_a_document(data: dict[str, Any]) -> bool:
+    """The request names a persisted document (`documentId`, or Apollo's extension)."""
+    extensions = data.get("extensions")
+    return data.get("documentId") is not None or (
+        type(extensions) is dict and extensions.get("persistedQuery") is not None
+    )
 
 
 def is_request_error(data: GraphQLHTTPResponse) -> bool:
@@ -134,12 +157,14 @@ class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
             data = self.decode_json(await request.read())  # aiohttp keeps the body for `run`
         except ValueError:
             return None
-        if type(data) is not dict or type(data.get("query")) is not str:
+        if type(data) is not dict:
             return None
+        query, document_id = data.get("query"), data.get("documentId")
         variables, extensions = data.get("variables"), data.get("extensions")
         name = data.get("operationName")
         if not (
-            (variables is None or type(variables) is dict)
+            (type(query) is str or (query is None and names_a_document(data)))
+            and (variables is None or type(variables) is dict)
             and (extensions is None or type(extensions) is dict)
             and (name is None or type(name) is str)
         ):
@@ -150,8 +175,12 @@ class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
         result = await self.execute_operation(
             request=request,
             request_adapter=self.request_adapter_class(request),
-            request_data=GraphQLRequestData(
-                query=data["query"], variables=variables, operation_name=name, extensions=extensions
+            request_data=PersistedRequestData(
+                query=query,
+                variables=variables,
+                operation_name=name,
+                extensions=extensions,
+                document_id=document_id,
             ),
             context=context,
             root_value=root_value,
@@ -162,6 +191,34 @@ class GraphQLHTTPView(GraphQLView[ContextT, RootT]):
         if result.errors:
             self._handle_errors(result.errors, response_data)
         return self.create_response(response_data=response_data, sub_response=sub_response)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """strawberry's parsing, keeping a GET request's `documentId` (JSON POSTs that name
+        a document take `_run_json_post`)."""
+        parsed = await super().parse_http_body(request)
+        if request.method != "GET" or not isinstance(parsed, GraphQLRequestData):
+            return parsed
+        document_id = request.query_params.get("documentId")
+        if document_id is None:
+            return parsed
+        return PersistedRequestData(
+            query=parsed.query,
+            variables=parsed.variables,
+            operation_name=parsed.operation_name,
+            extensions=parsed.extensions,
+            protocol=parsed.protocol,
+            document_id=document_id,
+        )
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a persisted document has no `query` either: it is a request, not a
+        # browser asking for the IDE.
+        params = request.query_params
+        if "documentId" in params or "extensions" in params:
+            return False
+        return bool(super().should_render_graphql_ide(request))
 
     async def get_sub_response(self, request: web.Request) -> web.Response:
         response = web.Response()

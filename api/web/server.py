@@ -9,12 +9,17 @@ import multiprocessing.connection
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.settings import Settings
+from api.web.appkeys import DRAINING_KEY
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("graphgate")
 
@@ -77,6 +82,8 @@ def run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> No
         log.info("worker %d started", os.getpid())
 
     app.on_startup.append(announce)
+    if settings.shutdown_delay:
+        app.on_startup.append(unready_before_closing(settings.shutdown_delay))
     web.run_app(
         app,
         host=host,
@@ -92,6 +99,35 @@ def run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> No
         handle_signals=True,
     )
     log.info("worker %d stopped", os.getpid())
+
+
+def unready_before_closing(
+    delay: float,
+) -> Callable[[web.Application], Coroutine[None, None, None]]:
+    """An on_startup hook: SIGTERM first makes /readyz answer 503 for `delay` seconds while
+    requests are still served, so the load balancer takes this worker out of rotation before
+    its port closes (a closed port refuses what is still on its way); then the usual graceful
+    exit. A second SIGTERM exits at once. SIGINT stays immediate."""
+    from aiohttp import web
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        draining = app[DRAINING_KEY]
+
+        def exit_gracefully() -> None:
+            raise web.GracefulExit  # what aiohttp's own SIGTERM handler raises
+
+        def on_sigterm() -> None:
+            if draining.is_set():
+                exit_gracefully()
+            draining.set()
+            log.info("worker %d draining: not ready, closing in %s s", os.getpid(), delay)
+            loop.call_later(delay, exit_gracefully)
+
+        # Replaces the handler run_app installed (it installs its own before start-up).
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+
+    return install
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> int:

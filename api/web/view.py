@@ -9,6 +9,7 @@ from typing import Any, TypeGuard
 from aiohttp import web
 from cross_web import HTTPException
 from graphql import GraphQLError
+from strawberry.http import GraphQLRequestData
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 
@@ -19,6 +20,7 @@ from api.settings import Settings
 from api.web.appkeys import LOOP_LAG_KEY, SERVICES_KEY
 from api.web.clients import client_info
 from api.web.http import GraphQLHTTPView
+from api.web.persisted import note_document, ran, refused_error
 from api.web.websocket import (
     AuthTransportWSHandler,
     SocketOwners,
@@ -27,6 +29,8 @@ from api.web.websocket import (
     close_all,
 )
 from schema.context import Context
+from schema.persisted import PersistedDocuments
+from schema.telemetry import record_operation
 from schema.transport import COOKIE, BodyTransport, CookieTransport, Transport
 
 
@@ -48,10 +52,16 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(
-        self, *args: Any, settings: Settings, trusted_proxies: TrustedNetworks, **kwargs: Any
+        self,
+        *args: Any,
+        settings: Settings,
+        trusted_proxies: TrustedNetworks,
+        persisted: PersistedDocuments,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
+        self.persisted = persisted
         self.trusted_proxies = trusted_proxies
         self.sockets: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.socket_owners = SocketOwners(settings.max_websockets_per_user)
@@ -79,9 +89,35 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
     ) -> ExecutionResult:
         if request_adapter.method == "GET" and not self.settings.get_queries:
             raise HTTPException(405, "GraphQL queries over GET are disabled; use POST.")
+        request_data: GraphQLRequestData = kwargs["request_data"]
+        context: Context = kwargs["context"]
+        try:
+            resolved = await self.persisted.resolve(
+                request_data.query,
+                getattr(request_data, "document_id", None),
+                request_data.extensions,
+            )
+        except AppError as refused:
+            error = refused_error(refused)
+            record_operation(context, request_data.operation_name, "unknown", [error])
+            note_document(context.services.metrics, None, request_data.operation_name, refused.code)
+            return ExecutionResult(data=None, errors=[error])
+        operation = request_data.operation_name or resolved.name
+        note_document(context.services.metrics, resolved, operation, "ran")
+        if resolved.query is not request_data.query:  # a named document: run its text
+            kwargs["request_data"] = GraphQLRequestData(
+                query=resolved.query,
+                variables=request_data.variables,
+                operation_name=request_data.operation_name,
+                extensions=request_data.extensions,
+                protocol=request_data.protocol,
+            )
         try:
             # The schema arms EXECUTION_TIMEOUT (only for operations that wait on something).
-            return await super().execute_single(request, request_adapter, *args, **kwargs)
+            result = await super().execute_single(request, request_adapter, *args, **kwargs)
+            if resolved.register and ran(result):
+                await self.persisted.register(resolved)  # hash, validation and limits passed
+            return result
         except HTTPException as exc:
             # GraphQL over HTTP: a mutation over GET is 405 Method Not Allowed (strawberry: 400).
             if request_adapter.method == "GET" and isinstance(

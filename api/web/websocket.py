@@ -20,7 +20,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 from aiohttp import ClientConnectionResetError, WSCloseCode, web
@@ -29,11 +29,16 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    ErrorMessage,
+    SubscribeMessage,
+)
 
 from api.errors import AppError, InvalidTokenError, RateLimitedError, UnauthenticatedError
 from api.identity import AccessClaims
 from api.infra.tasks import cancel_all
+from schema.persisted import PersistedDocuments
 
 if TYPE_CHECKING:
     from schema.context import Context
@@ -160,6 +165,7 @@ class SocketRegistry(Protocol):
 
     socket_owners: SocketOwners
     token_watch: TokenWatch
+    persisted: PersistedDocuments
 
 
 class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
@@ -206,6 +212,29 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             await self.context.load_email_verified()
         self.registry.token_watch.add(self, viewer.claims)
         return None
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        """The document a subscribe names (its text, `documentId` or Apollo's hash) as over
+        HTTP: in `only` mode, a trusted one or an `error` message; nothing is registered."""
+        payload: Any = message.get("payload")
+        if self.connection_acknowledged and isinstance(payload, dict):
+            extensions = payload.get("extensions")
+            try:
+                resolved = await self.registry.persisted.resolve(
+                    payload.get("query"),
+                    payload.get("documentId"),
+                    extensions if isinstance(extensions, dict) else None,
+                )
+            except AppError as refused:
+                error: Any = {"message": refused.message, "extensions": refused.extensions}
+                refusal: ErrorMessage = {"id": message["id"], "type": "error", "payload": [error]}
+                await self.send_message(refusal)
+                return
+            if resolved.query is not None:
+                message = cast(
+                    "SubscribeMessage", {**message, "payload": {**payload, "query": resolved.query}}
+                )
+        await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:
         self.registry.token_watch.discard(self)

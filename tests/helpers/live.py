@@ -102,9 +102,10 @@ def run_cli(
 class LiveServer:
     """One `python -m api serve` process, its log kept in a file beside the test's data."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, port: int = 0) -> None:
+        """`port` 0: a free one (a restarted replica passes its old one)."""
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = cwd / f"server-{self.port}.log"
         with open(self.log_path, "wb") as log:

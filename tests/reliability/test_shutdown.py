@@ -117,3 +117,37 @@ async def test_a_worker_that_dies_takes_the_service_down_for_a_restart(
     assert await asyncio.to_thread(server.wait, 15) == 1
     assert "exited with -9; stopping the others" in server.log()
     assert f"worker {pids[1]} stopped" in server.log()
+
+
+async def test_shutdown_delay_keeps_serving_while_readyz_says_draining(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """With SHUTDOWN_DELAY, SIGTERM first takes the worker out of rotation (/readyz 503) while
+    requests, new connections included, are still answered; then it exits 0."""
+    server = serve(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3", SHUTDOWN_DELAY="3")
+    server.wait_ready().wait_for_log("started")
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        async with session.get(f"{server.url}/readyz") as resp:
+            assert resp.status == 200
+        server.terminate()
+        await asyncio.to_thread(server.wait_for_log, "draining")
+        async with session.get(f"{server.url}/readyz") as resp:
+            assert (resp.status, await resp.json()) == (503, {"status": "draining"})
+        body = await post(session, server.url, REGISTER, CREDENTIALS)  # a new connection
+        assert body["data"]["register"]["accessToken"], body
+        assert server.proc.poll() is None  # still there: the delay is not over
+    assert await asyncio.to_thread(server.wait, 30) == 0
+    with pytest.raises(aiohttp.ClientError):  # and then the port is closed
+        async with aiohttp.ClientSession() as session:
+            await session.get(f"{server.url}/healthz")
+
+
+async def test_a_second_sigterm_skips_the_rest_of_the_shutdown_delay(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = serve(DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3", SHUTDOWN_DELAY="60")
+    server.wait_ready().wait_for_log("started")
+    server.terminate()
+    await asyncio.to_thread(server.wait_for_log, "draining")
+    server.terminate()
+    assert await asyncio.to_thread(server.wait, 20) == 0  # long before the 60 s are over

@@ -9,8 +9,9 @@ from typing import Any
 import jwt
 import pytest
 
-from tests.helpers.api import Api
+from tests.helpers.api import Api, StartApi
 from tests.helpers.graphql import ME, code
+from tests.helpers.live import free_port
 
 
 async def test_register_login_me_refresh_logout(api: Api) -> None:
@@ -277,3 +278,16 @@ async def test_no_token_or_password_in_logs(api: Api, caplog: pytest.LogCaptureF
     assert "a very secret password" not in caplog.text
     assert pair["refreshToken"] not in caplog.text
     assert pair["accessToken"] not in caplog.text
+
+
+@pytest.mark.parametrize(("ready_without_redis", "status"), [("0", 503), ("1", 200)])
+async def test_readyz_with_redis_down_follows_ready_without_redis(
+    start_api: StartApi, ready_without_redis: str, status: int
+) -> None:
+    """Replicas sharing one Redis may stay in rotation through its outage: the database
+    alone decides, and the body still says Redis is down."""
+    closed = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    api = await start_api(REDIS_URL=closed, READY_WITHOUT_REDIS=ready_without_redis)
+    resp = await api.client.get("/readyz")
+    body = await resp.json()
+    assert (resp.status, body["database"], body["redis"]) == (status, "up", "down")
