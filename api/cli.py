@@ -46,7 +46,9 @@ async def _prune_sessions(settings: Settings) -> int:
 
     await Tortoise.init(config=db.tortoise_config(db.connection(settings)))
     try:
-        return await Services.build(settings, system_clock).sessions.prune()
+        services = Services.build(settings, system_clock)
+        await services.mfa_tokens.prune()  # MFA tokens expired over a day ago
+        return await services.sessions.prune()
     finally:
         await Tortoise.close_connections()
 

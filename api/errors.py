@@ -131,3 +131,28 @@ class PersistedQueryNotSupportedError(AppError):
 class DocumentNotTrustedError(AppError):
     code = "DOCUMENT_NOT_TRUSTED"
     default_message = "Only the documents of the trusted-documents manifest are accepted here."
+
+
+class MfaRequiredError(AppError):
+    """The password was right; the second step is `verifyMfa(mfaToken, code)`."""
+
+    code = "MFA_REQUIRED"
+    default_message = "Enter the code from your authenticator app (or a recovery code)."
+
+    def __init__(self, mfa_token: str, methods: list[str], expires_in: int) -> None:
+        super().__init__(None, mfaToken=mfa_token, methods=methods, expiresIn=expires_in)
+
+
+class InsufficientAuthenticationError(AppError):
+    """A guard needs a second factor that this token's `amr` lacks."""
+
+    code = "INSUFFICIENT_AUTHENTICATION"
+
+    def __init__(self, enrolled: bool) -> None:
+        message = (
+            "Sign in again with your second factor (login, then verifyMfa) to do this."
+            if enrolled
+            else "Turn on two-factor sign-in first: startTotpEnrollment, then "
+            "confirmTotpEnrollment with a code from the app, then refresh your token."
+        )
+        super().__init__(message, enrolled=enrolled)

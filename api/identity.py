@@ -21,6 +21,12 @@ class AccessClaims:
     exp: int
     roles: tuple[str, ...]
     auth_time: int
+    # RFC 8176 authentication methods: ("pwd",), or ("pwd", "otp", "mfa") after a second factor.
+    amr: tuple[str, ...] = ("pwd",)
+
+    @property
+    def multi_factor(self) -> bool:
+        return "mfa" in self.amr
 
 
 @dataclass(frozen=True, slots=True)

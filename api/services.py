@@ -8,14 +8,20 @@ from api.accounts.actions import ActionTokens
 from api.accounts.deletion import AccountDeletion
 from api.accounts.emails import AccountMails
 from api.accounts.lifecycle import AccountLifecycle
+from api.accounts.mfa.enrolment import MfaEnrolment
+from api.accounts.mfa.reset import MfaReset
+from api.accounts.mfa.signin import MfaSignIn
 from api.accounts.service import AccountService
 from api.auth.audit import AuditLog
 from api.auth.bearer import BearerAuthenticator
 from api.auth.fresh import FreshAuth
 from api.auth.keys import KeyRing
+from api.auth.mfa_tokens import MfaTokens
 from api.auth.passwords import PasswordHasher
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import RevocationList
+from api.auth.second_factor import SecondFactor
+from api.auth.secretbox import SecretBox
 from api.auth.sessions import SessionService
 from api.auth.tokens import TokenService
 from api.clock import Clock
@@ -48,6 +54,11 @@ class Services:
     notes: NoteService
     directory: Directory
     metrics: Metrics
+    mfa: MfaEnrolment
+    mfa_signin: MfaSignIn
+    mfa_reset: MfaReset
+    mfa_tokens: MfaTokens
+    factor: SecondFactor
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -71,7 +82,9 @@ class Services:
                 settings.mail_url, sender=settings.mail_from, production=settings.is_production
             )
         )
-        fresh = FreshAuth(settings.fresh_auth_max_age, clock, hasher, limiter, audit)
+        factor = SecondFactor(SecretBox(settings.mfa_encryption_key), clock)
+        mfa_tokens = MfaTokens(settings.mfa_token_ttl, clock)
+        fresh = FreshAuth(settings.fresh_auth_max_age, clock, hasher, limiter, audit, factor)
         action_tokens = ActionTokens(settings, clock)
         lifecycle = AccountLifecycle(
             tokens=action_tokens,
@@ -94,7 +107,7 @@ class Services:
             audit=audit,
             sessions=sessions,
             accounts=AccountService(
-                hasher, sessions, audit, clock, limiter, metrics, fresh, action_tokens
+                hasher, sessions, audit, clock, limiter, metrics, fresh, action_tokens, mfa_tokens
             ),
             metrics=metrics,
             limiter=limiter,
@@ -107,4 +120,26 @@ class Services:
             events=events,
             notes=NoteService(clock, events),
             directory=Directory(),
+            mfa=MfaEnrolment(
+                sessions=sessions,
+                factor=factor,
+                mfa_tokens=mfa_tokens,
+                fresh=fresh,
+                audit=audit,
+                limiter=limiter,
+                clock=clock,
+                issuer=settings.mfa_issuer,
+            ),
+            mfa_signin=MfaSignIn(
+                sessions=sessions,
+                factor=factor,
+                mfa_tokens=mfa_tokens,
+                limiter=limiter,
+                audit=audit,
+                metrics=metrics,
+                clock=clock,
+            ),
+            mfa_reset=MfaReset(sessions, mfa_tokens, audit),
+            mfa_tokens=mfa_tokens,
+            factor=factor,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -67,6 +68,11 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     require_verified_email: bool = False
     fresh_auth_max_age: int = 600
+    mfa_required_roles: tuple[str, ...] = ()
+    # AES-256-GCM keys for TOTP secrets at rest, urlsafe base64: the first encrypts, all decrypt.
+    mfa_encryption_key: tuple[str, ...] = ()
+    mfa_token_ttl: int = 300
+    mfa_issuer: str = "graphgate"
     reset_token_ttl: int = 1800
     email_verification_ttl: int = 172_800
     mail_from: str = "graphgate <no-reply@localhost>"
@@ -201,6 +207,39 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
+def _dev_mfa_key(data_dir: Path) -> str:
+    """The development MFA_ENCRYPTION_KEY, generated once into its own file under DATA_DIR."""
+    path = data_dir / "dev-mfa-key"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker wrote it first
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key)
+    return key
+
+
+def _mfa_keys(raw: str) -> tuple[str, ...]:
+    """MFA_ENCRYPTION_KEY: comma-separated 32-byte keys in urlsafe base64, newest first."""
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for key in keys:
+        try:
+            ok = len(base64.urlsafe_b64decode(key.encode())) == 32
+        except ValueError:
+            ok = False
+        if not ok:
+            raise SettingsError(
+                "MFA_ENCRYPTION_KEY must be comma-separated 32-byte keys in urlsafe base64 "
+                "(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32))"
+                ".decode())')"
+            )
+    return keys
+
+
 def _check_secret(name: str, value: str) -> None:
     if len(value.encode("utf-8")) < MIN_SECRET_BYTES:
         raise SettingsError(
@@ -291,6 +330,14 @@ def load_settings(
     if "user" not in roles or "admin" not in roles:
         raise SettingsError("ROLES must include 'user' and 'admin'")
 
+    mfa_roles = _list(env, "MFA_REQUIRED_ROLES")
+    if unknown := sorted(set(mfa_roles) - set(roles)):
+        raise SettingsError(f"MFA_REQUIRED_ROLES names roles not in ROLES: {', '.join(unknown)}")
+    mfa_keys = _mfa_keys(env.get("MFA_ENCRYPTION_KEY", ""))
+    if not mfa_keys and not production:
+        mfa_keys = (_dev_mfa_key(data_dir),)
+        warnings.append(f"generated development MFA_ENCRYPTION_KEY ({data_dir}/dev-mfa-key)")
+
     for name in ("RATE_LIMIT_PER_EMAIL", "RATE_LIMIT_PER_IP"):
         _check_rate(name, env.get(name))
     introspection = _bool(env, "INTROSPECTION", dev_default)
@@ -362,6 +409,10 @@ def load_settings(
         public_url=public_url,
         require_verified_email=_bool(env, "REQUIRE_VERIFIED_EMAIL"),
         fresh_auth_max_age=_int(env, "FRESH_AUTH_MAX_AGE", low=0),
+        mfa_required_roles=mfa_roles,
+        mfa_encryption_key=mfa_keys,
+        mfa_token_ttl=_int(env, "MFA_TOKEN_TTL", low=30, high=900),
+        mfa_issuer=env.get("MFA_ISSUER", "").strip() or _default("MFA_ISSUER"),
         reset_token_ttl=_int(env, "RESET_TOKEN_TTL", low=1),
         email_verification_ttl=_int(env, "EMAIL_VERIFICATION_TTL", low=1),
         mail_from=env.get("MAIL_FROM", "").strip() or _default("MAIL_FROM"),

@@ -100,9 +100,25 @@ DOCS: dict[str, SettingDoc] = {
         "SameSite=Strict; Path=/graphql` cookie, and `refresh` accepts it"
     ),
     "fresh_auth_max_age": SettingDoc(
-        "seconds after a password entry during which `changeEmail`, `deleteAccount`, "
-        "`setUserRoles` and `setUserActive` need no password"
+        "seconds after a sign-in during which `changeEmail`, `deleteAccount`, `setUserRoles`, "
+        "`setUserActive`, `startTotpEnrollment`, `regenerateRecoveryCodes`, `disableTotp` and "
+        "`resetUserMfa` need no password"
     ),
+    "mfa_required_roles": SettingDoc(
+        "comma-separated roles whose holders must sign in with a second factor: without it "
+        "their tokens get `INSUFFICIENT_AUTHENTICATION` on every field but `me`, sign-out, "
+        "account and enrolment fields (docs/mfa.md)"
+    ),
+    "mfa_encryption_key": SettingDoc(
+        "comma-separated AES-256 keys (32 bytes, urlsafe base64) that encrypt TOTP secrets at "
+        "rest: the first encrypts, every one decrypts (rotation: docs/mfa.md); production "
+        "refuses to start without it once a user has enrolled",
+        default="development: generated into `{DATA_DIR}/dev-mfa-key` (mode 0600)",
+    ),
+    "mfa_token_ttl": SettingDoc(
+        "seconds the `mfaToken` of a `MFA_REQUIRED` answer lives (30 to 900)"
+    ),
+    "mfa_issuer": SettingDoc("the account's issuer name shown in authenticator apps"),
     "roles": SettingDoc("comma-separated roles that exist; must include `user` and `admin`"),
     # HTTP
     "host": SettingDoc("address to listen on; also `serve --host`"),
@@ -207,7 +223,7 @@ DOCS: dict[str, SettingDoc] = {
         "worker handles at once; past it `503` + `SERVICE_UNAVAILABLE` + `Retry-After: 1`"
     ),
     "max_in_flight_sign_in": SettingDoc(
-        "`login` and `register` requests one worker handles at once, a budget of their own: a "
+        "`login`, `verifyMfa` and `register` requests one worker handles at once, a budget of their own: a "
         "flood of other operations cannot take it (same `503` past it)"
     ),
     "max_in_flight_refresh": SettingDoc(

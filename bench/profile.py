@@ -3,6 +3,8 @@
     pip install py-spy    # not a project dependency; a tool for this script
     python bench/profile.py [--seconds 20] [--query '{ me { id roles } }'] [--out DIR]
 
+A query on `notes` first gets the bench user 20 notes (createNote).
+
 Starts graphgate (production settings, SQLite) pinned to --server-cpu, registers a user,
 runs wrk on --load-cpu for --seconds while `py-spy record` samples the
 worker, then prints where the samples fall: by phase of a request (inclusive) and by
@@ -32,6 +34,7 @@ from harness import (
     BenchError,
     Load,
     Server,
+    gql,
     refresh_tokens,
     register,
     require_tools,
@@ -48,6 +51,7 @@ PHASES = [
     (r"ParserCache|parse_document|graphql/language/parser", "GraphQL parse (cache lookup)"),
     (r"ValidationCache|validate_document|graphql/validation", "GraphQL validation (cache lookup)"),
     (r"PermissionExtension|has_permission", "permission classes"),
+    (r"schema/plan\.py", "execution: compiled plan (schema/plan.py), its resolvers"),
     (r"graphql/execution|strawberry/schema/schema_converter|strawberry/types/fields/resolver", "execution: resolvers, field machinery"),
     (r"strawberry/extensions|_async_with_hooks|SchemaExtension", "schema extension hooks"),
     (r"strawberry/schema/schema\.py|strawberry/http|strawberry/aiohttp", "strawberry view/schema glue"),
@@ -55,6 +59,7 @@ PHASES = [
     (r"gc_collect|<gc>", "garbage collector"),
     (r"asyncio|uvloop|selectors", "event loop"),
 ]  # fmt: skip
+CREATE_NOTE = 'mutation N($t: String!) { createNote(title: $t, body: "bench") { id } }'
 COMPILED = [(re.compile(p), label) for p, label in PHASES]
 
 
@@ -136,6 +141,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> str:
             await server.wait_ready(session)
             await register(session, server)
             token.write_text(server.access_token)
+            if "notes" in args.query:  # a full page of the bench user's notes to load
+                for n in range(20):
+                    made = await gql(
+                        session, server.url, CREATE_NOTE, {"t": f"note {n}"}, server.access_token
+                    )
+                    if made.get("errors"):
+                        raise BenchError(f"createNote: {made['errors']}")
             if args.refresh:  # rotations: fresh sessions, two per connection (see run.py)
                 chains = await refresh_tokens(session, server, 2 * args.connections)
                 token.write_text("\n".join(chains) + "\n")

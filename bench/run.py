@@ -54,6 +54,7 @@ CREATE_NOTE = 'mutation N($t: String!) { createNote(title: $t, body: "bench") { 
 # answers "not revoked" (bench/launch_no_revocation.py; a bench-only launcher, no setting).
 TWIN = "graphgate-sqlite-norevoke"
 REVOCATION_LABEL = "me { id roles }: revocation check on / off"
+NOLOCK = "-nolock"  # --user-lock-cost: a database ceiling without the locked user read
 
 
 def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
@@ -87,6 +88,13 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     for name, url in databases.items():
         env = {**graphgate_env, "DATABASE_URL": url}
         servers.append(Server(name, "graphgate", [py, "-m", "api", "serve"], env, workdir))
+    for name, url in databases.items():  # the driver alone on graphgate's own database
+        argv = [py, str(BENCH / "ceiling_db.py"), "--database", url]
+        servers.append(Server(db_ceiling(name), "ceiling-db", argv, {**graphgate_env}, workdir))
+        if args.user_lock_cost:  # the same without the refresh's locked user read
+            argv = [*argv, "--skip-user-lock"]
+            variant = db_ceiling(name) + NOLOCK
+            servers.append(Server(variant, "ceiling-db", argv, {**graphgate_env}, workdir))
     if "revocation" in args.scenarios:  # same settings as graphgate-sqlite, its own file
         env = {**graphgate_env, "DATABASE_URL": f"sqlite://{workdir}/{TWIN}.sqlite3"}
         argv = [py, str(BENCH / "launch_no_revocation.py"), "serve"]
@@ -114,6 +122,12 @@ def make_servers(args: argparse.Namespace, workdir: Path) -> list[Server]:
     return servers
 
 
+def db_ceiling(graphgate: str) -> str:
+    """The name of the database ceiling on graphgate's database: graphgate-sqlite ->
+    ceiling-db-sqlite."""
+    return "ceiling-db-" + graphgate.removeprefix("graphgate-")
+
+
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     med = statistics.median
     return {
@@ -139,13 +153,35 @@ class Bench:
         self.servers = {s.name: s for s in servers}
         self.graphgates = [s for s in servers if s.kind == "graphgate"]
         self.twins = [s for s in servers if s.kind == "twin"]  # only in their own scenario
+        # graphgate -> the database ceiling on its database (bench/ceiling_db.py)
+        self.db_pairs = {
+            g.name: self.servers[db_ceiling(g.name)]
+            for g in self.graphgates
+            if db_ceiling(g.name) in self.servers
+        }
         self.workdir = workdir
         self.load = Load(args.threads, args.connections, args.seconds, args.load_cpu)
         self.report: dict[str, Any] = {"scenarios": {}, "skipped": {}}
 
     def token_for(self, server: Server) -> str:
         # ceiling and naive accept graphgate's tokens: same secret, issuer, audience
+        for gg, ceiling in self.db_pairs.items():
+            if ceiling is server:  # its rows are those of that graphgate's bench user
+                return self.servers[gg].access_token
         return server.access_token or self.graphgates[0].access_token
+
+    def paired(self) -> list[str]:
+        """Each database ceiling next to its graphgate: ceiling-db-sqlite, graphgate-sqlite, ..."""
+        return [n for gg, c in self.db_pairs.items() for n in (c.name, gg)]
+
+    async def same_answers(self, session: aiohttp.ClientSession, query: str) -> None:
+        """A database ceiling must answer exactly what its graphgate answers."""
+        for gg, ceiling in self.db_pairs.items():
+            token = self.servers[gg].access_token
+            ours = await gql(session, self.servers[gg].url, query, token=token)
+            theirs = await gql(session, ceiling.url, query, token=token)
+            if ours != theirs or ours.get("errors"):
+                raise BenchError(f"{ceiling.name} answered {theirs}, {gg} {ours}: not the same")
 
     def write(self, name: str, text: str) -> str:
         path = self.workdir / name
@@ -279,24 +315,55 @@ class Bench:
                 made = await gql(session, gg.url, CREATE_NOTE, {"t": f"note {n}"}, gg.access_token)
                 if made.get("errors"):
                     raise BenchError(f"createNote on {gg.name}: {made['errors']}")
-        await self.query_scenario(session, label, [g.name for g in self.graphgates])
+        await self.same_answers(session, QUERIES[label])
+        names = self.paired() or [g.name for g in self.graphgates]
+        await self.query_scenario(session, label, names, bases=self.db_bases(), alternate=True)
+
+    def db_bases(self) -> dict[str, list[str]]:
+        return {gg: [ceiling.name] for gg, ceiling in self.db_pairs.items()}
 
     async def refresh_scenario(self, session: aiohttp.ClientSession) -> None:
         label = "refresh rotations"
-        per_round: dict[str, list[dict[str, Any]]] = {g.name: [] for g in self.graphgates}
+        # Each graphgate mints the sessions; its database ceiling rotates them on the same
+        # database, with the same SQL (bench/ceiling_db.py). Pairs take turns, in reverse
+        # order in odd rounds.
+        order = [(gg, self.servers[gg]) for gg in self.paired()] or [
+            (g.name, g) for g in self.graphgates
+        ]
+        owners = {c.name: self.servers[gg] for gg, c in self.db_pairs.items()}
+        for gg, c in self.db_pairs.items():  # each variant right after its ceiling
+            if c.name + NOLOCK in self.servers:
+                owners[c.name + NOLOCK] = self.servers[gg]
+                at = [n for n, _ in order].index(c.name) + 1
+                order.insert(at, (c.name + NOLOCK, self.servers[c.name + NOLOCK]))
+        per_round: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in order}
         for round_no in range(self.args.rounds):
-            for gg in self.graphgates:
+            for name, server in order[::-1] if round_no % 2 else order:
+                minter = owners.get(name, server)
                 # Fresh sessions minted before the timed run: two per connection, since wrk
                 # sometimes builds a connection's first request twice (a write that would
                 # block at connect), and the first token built is then never sent.
-                chains = await refresh_tokens(session, gg, 2 * self.load.connections)
-                path = self.write(f"refresh-{gg.name}", "\n".join(chains) + "\n")
-                result = await wrk(self.load, gg, "refresh.lua", path, str(self.load.threads))
+                chains = await refresh_tokens(session, minter, 2 * self.load.connections)
+                path = self.write(f"refresh-{name}", "\n".join(chains) + "\n")
+                result = await wrk(self.load, server, "refresh.lua", path, str(self.load.threads))
                 result["rps"] = result["ok"] / (result["duration_us"] / 1e6)  # rotations only
                 result["cpu_us_per_request"] *= result["requests"] / max(result["ok"], 1)
-                per_round[gg.name].append(result)
-                self.progress(label, round_no, gg.name, result)
-        self.report["scenarios"][label] = {n: summarise(r) for n, r in per_round.items()}
+                per_round[name].append(result)
+                self.progress(label, round_no, name, result)
+        scenario = {n: summarise(r) for n, r in per_round.items()}
+        for gg, ceiling in self.db_pairs.items():
+            scenario[gg][f"vs_{ceiling.name}"] = ratios(per_round, gg, ceiling.name, "rps")
+            scenario[gg][f"cpu_vs_{ceiling.name}"] = ratios(
+                per_round, ceiling.name, gg, "cpu_us_per_request"
+            )
+            if c := self.servers.get(ceiling.name + NOLOCK):  # the locked read's share
+                scenario[ceiling.name][f"vs_{c.name}"] = ratios(
+                    per_round, ceiling.name, c.name, "rps"
+                )
+                scenario[ceiling.name][f"cpu_vs_{c.name}"] = ratios(
+                    per_round, c.name, ceiling.name, "cpu_us_per_request"
+                )
+        self.report["scenarios"][label] = scenario
 
     async def storm_scenario(self, session: aiohttp.ClientSession) -> None:
         label = f"me {{ id roles }} p99 during {self.args.login_rate:g} logins/s"
@@ -485,14 +552,17 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         try:
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                for server in servers:
-                    server.start(args.server_cpu)
-                for server in servers:
-                    await server.wait_ready(session)
+                # Database ceilings start once graphgate has migrated the database they share.
+                for later in (False, True):
+                    group = [s for s in servers if (s.kind == "ceiling-db") == later]
+                    for server in group:
+                        server.start(args.server_cpu)
+                    for server in group:
+                        await server.wait_ready(session)
                 for gg in [*bench.graphgates, *bench.twins]:
                     await register(session, gg)
                 wanted = set(args.scenarios)
-                all_servers = [s.name for s in servers]
+                all_servers = [s.name for s in servers if s.kind != "ceiling-db"]
                 ggs = [g.name for g in bench.graphgates]
                 timeline = bench.report["memory_after"] = {"start": bench.rss()}
                 if "me" in wanted:
@@ -501,7 +571,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     timeline["me"] = bench.rss()
                 if "email" in wanted:
                     print("scenario: me { id email displayName }", flush=True)
-                    await bench.query_scenario(session, "me { id email displayName }", ggs)
+                    label = "me { id email displayName }"
+                    await bench.same_answers(session, QUERIES[label])
+                    await bench.query_scenario(
+                        session, label, bench.paired() or ggs, bases=bench.db_bases(), alternate=True
+                    )
                     timeline["email"] = bench.rss()
                 if "notes" in wanted:
                     print("scenario: notes(first: 20) with owners", flush=True)
@@ -567,6 +641,10 @@ def main() -> int:
         help="extra environment for one --alt server (repeatable)",
     )  # fmt: skip
     parser.add_argument("--servers", nargs="+", help="only these servers (names as reported)")
+    parser.add_argument(
+        "--user-lock-cost", action="store_true",
+        help="refresh: also each database ceiling without the locked user read (" + NOLOCK + ")",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every raw figure here")
     args = parser.parse_args()
     args.app_root = args.app_root.resolve()

@@ -55,12 +55,15 @@ class AccountMutation:
     @strawberry.mutation(
         extensions=guard(IsSignedIn),
         description="Mail a confirmation link to a new address; the change applies once it "
-        "is used. Needs the password, or a sign-in within FRESH_AUTH_MAX_AGE.",
+        "is used. Needs the password, a second-factor code, or a sign-in within "
+        "FRESH_AUTH_MAX_AGE.",
     )
-    async def change_email(self, info: Info, new_email: str, password: str | None = None) -> bool:
+    async def change_email(
+        self, info: Info, new_email: str, password: str | None = None, code: str | None = None
+    ) -> bool:
         ctx = info.context
         await ctx.services.lifecycle.request_email_change(
-            await ctx.current_user(), new_email, password, info.context.claims, ctx.client
+            await ctx.current_user(), new_email, password, info.context.claims, ctx.client, code
         )
         return True
 
@@ -78,12 +81,14 @@ class AccountMutation:
     @strawberry.mutation(
         extensions=guard(IsSignedIn),
         description="Delete your account: sessions end, your data is erased. Needs the "
-        "password, or a sign-in within FRESH_AUTH_MAX_AGE.",
+        "password, a second-factor code, or a sign-in within FRESH_AUTH_MAX_AGE.",
     )
-    async def delete_account(self, info: Info, password: str | None = None) -> bool:
+    async def delete_account(
+        self, info: Info, password: str | None = None, code: str | None = None
+    ) -> bool:
         ctx = info.context
         await ctx.services.deletion.delete(
-            await ctx.current_user(), password, info.context.claims, ctx.client
+            await ctx.current_user(), password, info.context.claims, ctx.client, code
         )
         info.context.transport.clear()
         return True

@@ -16,8 +16,10 @@ from schema.admission import check_lanes
 from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
+from schema.lean_fields import lean_fields
 from schema.limits import limit_extensions
 from schema.manifest import TrustedDocument, check_documents
+from schema.mfa import MfaMutation
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
 from schema.queries import Query
@@ -25,7 +27,7 @@ from schema.telemetry import RequestTelemetry
 
 # Each domain module contributes its own root fields; they are merged here.
 QUERIES: tuple[type, ...] = (Query, NoteQuery, AdminQuery)
-MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation)
+MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation, MfaMutation)
 SUBSCRIPTIONS: tuple[type, ...] = (NoteSubscription,)
 
 
@@ -52,5 +54,6 @@ def build_schema(settings: Settings, trusted: Iterable[TrustedDocument] = ()) ->
     )
     check_guards(schema)
     check_lanes(schema)
+    lean_fields(schema)
     check_documents(trusted, schema._schema, settings, validated)
     return schema

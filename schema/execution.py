@@ -1,17 +1,24 @@
 """The schema's execution: error masking, and a fast path for operations seen before.
 
 A query text that once parsed and validated without errors (ValidationResults keeps its
-document) runs straight on graphql-core's `execute`: the same document, resolvers and
-permission classes, the same error processing, masking and telemetry as on strawberry's
-full pipeline, without building an execution context, the extension instances and their
-hook context managers on every request (a fifth of the CPU of a small guarded query).
+document) skips strawberry's pipeline: the same document, resolvers and permission
+classes, the same error processing, masking and telemetry as on the full pipeline, without
+building an execution context, the extension instances and their hook context managers on
+every request (a fifth of the CPU of a small guarded query). Such an operation runs on its
+compiled plan (schema/plan.py: a query without directives or abstract types), else on
+graphql-core's `execute`; both answer alike (tests/schema/test_plan.py, and the
+differential check the test suite runs on every prepared operation).
+
+Entry point for a parsed and validated document held elsewhere (trusted documents, APQ):
+`GraphGateSchema.execute_prepared(document, definition, variables, context, ...)`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from functools import partial
 from typing import Any
 
 import strawberry
@@ -26,6 +33,10 @@ from graphql import (
 from graphql import (
     ExecutionResult as GraphQLExecutionResult,
 )
+from graphql import (
+    OperationType as GraphQLOperationType,
+)
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.execution import optimized_is_awaitable
 from strawberry.extensions import (
     AddValidationRules,
@@ -41,11 +52,15 @@ from api.db import connection as db
 from api.errors import AppError, BadUserInputError, ServiceUnavailableError
 from schema.documents import ParseOnce, ValidationResults
 from schema.limits import TagTokenLimit, ValidateLimitsFirst
+from schema.plan import OperationPlan, PlanCache
 from schema.telemetry import RequestTelemetry, record_operation
 from schema.text_input import bad_variables
 
 log = logging.getLogger("graphgate.errors")
 _MASKED = "Internal server error."
+# graphql-core's operation kinds as strawberry's (a dict look-up: the Enum call costs more)
+_KINDS = {kind: OperationType(kind.value) for kind in GraphQLOperationType}
+_OVER_HTTP = frozenset({OperationType.QUERY, OperationType.MUTATION})
 _SUGGESTION = " Did you mean "  # graphql-core appends every suggestion as this sentence
 
 
@@ -80,12 +95,34 @@ class GraphGateExecutionContext(StrawberryGraphQLCoreExecutionContext):
         built = super().build(*args, **kwargs)
         if not isinstance(built, list):
             return bad_variables(built.variable_values.coerced) or built
-        if isinstance(built, list):
-            for error in built:
-                variable = _bad_variable(error)
-                if variable is not None:
-                    error.extensions = {"code": BadUserInputError.code, "field": variable}
-        return built
+        return _tag_variable_errors(built)
+
+
+def _tag_variable_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    for error in errors:
+        variable = _bad_variable(error)
+        if variable is not None:
+            error.extensions = {"code": BadUserInputError.code, "field": variable}
+    return errors
+
+
+# graphql-core's default, which `execute` uses on the other path.
+MAX_COERCION_ERRORS = 50
+
+
+def coerce_variables(
+    schema: Any, operation: OperationDefinitionNode, raw: dict[str, Any] | None
+) -> VariableValues | list[GraphQLError]:
+    """The operation's variables as GraphGateExecutionContext.build coerces them (the same
+    errors, tagged alike), for a compiled plan."""
+    if not operation.variable_definitions:  # what coercion answers: inputs are ignored
+        return VariableValues({}, {})
+    values = get_variable_values(
+        schema, operation.variable_definitions or (), raw or {}, max_errors=MAX_COERCION_ERRORS
+    )
+    if isinstance(values, list):
+        return _tag_variable_errors(values)
+    return bad_variables(values.coerced) or values
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -142,6 +179,7 @@ class GraphGateSchema(strawberry.Schema):
         self._timeout = execution_timeout
         self._prepared = prepared
         self._masker = MaskUnexpectedErrors()
+        self.plans = PlanCache(self)
         extensions = self.get_extensions()
         kinds = {type(extension) for extension in extensions}
         # The fast path does by hand what our extensions do after validation (masking,
@@ -184,9 +222,11 @@ class GraphGateSchema(strawberry.Schema):
         """Run one operation; TimeoutError past EXECUTION_TIMEOUT (the view answers it)."""
         # Subscriptions are served over WebSocket only (schema.subscribe): over HTTP their
         # resolver would run as a plain field and fail; strawberry answers this with a 400.
-        allowed_operation_types = set(
-            allowed_operation_types or (OperationType.QUERY, OperationType.MUTATION)
-        ) - {OperationType.SUBSCRIPTION}
+        allowed_operation_types = (
+            _OVER_HTTP
+            if allowed_operation_types is None
+            else set(allowed_operation_types or _OVER_HTTP) - {OperationType.SUBSCRIPTION}
+        )
         operation = self._prepared_operation(query, operation_name, allowed_operation_types)
         if operation is None:  # first sight, invalid, or an error strawberry must raise
             async with asyncio.timeout(self._timeout):
@@ -200,16 +240,43 @@ class GraphGateSchema(strawberry.Schema):
                     operation_extensions,
                 )
         document, definition = operation
-        outcome = execute(
-            self._schema,
+        return await self.execute_prepared(
             document,
-            root_value=root_value,
-            variable_values=variable_values,
-            operation_name=operation_name,
-            context_value=context_value,
-            executor_class=self.execution_context_class,
-            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
-            operation_extensions=operation_extensions,
+            definition,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+        )
+
+    async def execute_prepared(
+        self,
+        document: DocumentNode,
+        definition: OperationDefinitionNode,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> ExecutionResult:
+        """Run `definition`, the operation `operation_name` selects in `document`, a document
+        that parsed and validated without errors under this schema's rules: on its compiled
+        plan when it has one, else on graphql-core's executor; errors processed and masked,
+        telemetry recorded, EXECUTION_TIMEOUT armed once it waits, as for any request.
+
+        The entry point for a path that keeps documents itself (trusted documents, say); like
+        `_prepared_operation`, the caller refuses subscriptions and any operation type its
+        transport does not allow before calling it."""
+        plan = self.plans.get(document, definition)
+        run = self._run_executor if plan is None else partial(self._run_compiled, plan)
+        outcome = run(
+            document,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
         )
         if isinstance(outcome, GraphQLExecutionResult):
             result = outcome  # answered without waiting (`me { id roles }`): nothing to time
@@ -223,6 +290,44 @@ class GraphGateSchema(strawberry.Schema):
         name = definition.name.value if definition.name else None
         record_operation(context_value, name, definition.operation.value, errors or [])
         return ExecutionResult(data=result.data, errors=errors)
+
+    def _run_executor(
+        self,
+        document: DocumentNode,
+        variable_values: dict[str, Any] | None,
+        context_value: Any,
+        root_value: Any,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> GraphQLExecutionResult | Awaitable[GraphQLExecutionResult]:
+        """A prepared operation on graphql-core's executor (before masking)."""
+        return execute(
+            self._schema,
+            document,
+            root_value=root_value,
+            variable_values=variable_values,
+            operation_name=operation_name,
+            context_value=context_value,
+            executor_class=self.execution_context_class,
+            is_awaitable=optimized_is_awaitable,  # type: ignore[arg-type]
+            operation_extensions=operation_extensions,
+        )
+
+    def _run_compiled(
+        self,
+        plan: OperationPlan,
+        document: DocumentNode,
+        variable_values: dict[str, Any] | None,
+        context_value: Any,
+        root_value: Any,
+        operation_name: str | None,
+        operation_extensions: dict[str, Any] | None,
+    ) -> GraphQLExecutionResult | Awaitable[GraphQLExecutionResult]:
+        """A prepared operation on its compiled plan (before masking)."""
+        variables = coerce_variables(self._schema, plan.operation, variable_values)
+        if isinstance(variables, list):
+            return GraphQLExecutionResult(None, variables)
+        return plan.run(variables, context_value, root_value, operation_extensions)
 
     def _prepared_operation(
         self,
@@ -238,7 +343,7 @@ class GraphGateSchema(strawberry.Schema):
         definition = get_operation_ast(document, operation_name)
         if definition is None:  # strawberry raises for an unknown operation name
             return None
-        kind = OperationType(definition.operation.value)
+        kind = _KINDS[definition.operation]
         if kind is OperationType.SUBSCRIPTION or (allowed is not None and kind not in allowed):
             return None  # strawberry refuses these (InvalidOperationTypeError)
         return document, definition

@@ -9,10 +9,12 @@ from datetime import datetime
 import strawberry
 
 from api.db.models import Note
+from api.db.reads import NoteRow, UserView
 from api.resources.notes import NoteData
 from schema.context import Info
 from schema.pagination import Connection
 from schema.permissions import IsAuthenticated, guard
+from schema.selection import selected
 from schema.types import UserType
 
 
@@ -23,21 +25,20 @@ class NoteType:
     body: str
     created_at: datetime
     updated_at: datetime
-    owner_id: strawberry.Private[str]
-
-    @strawberry.field(description="Loaded in one query for a whole page (DataLoader).")
-    def owner(self) -> UserType:
-        return UserType(user_id=self.owner_id)
+    # A plain value, not a resolver: graphql-core reads it without a call per note.
+    owner: UserType = strawberry.field(
+        description="Loaded in one query for a whole page (DataLoader)."
+    )
 
     @classmethod
-    def from_row(cls, row: Note | NoteData) -> NoteType:
+    def from_row(cls, row: Note | NoteData | NoteRow, owner: UserView | None = None) -> NoteType:
         return cls(
             id=strawberry.ID(str(row.id)),
             title=row.title,
             body=row.body,
             created_at=row.created_at,
             updated_at=row.updated_at,
-            owner_id=str(row.owner_id),
+            owner=UserType(user_id=str(row.owner_id), row=owner),
         )
 
 
@@ -59,7 +60,15 @@ class NoteQuery:
         ctx = info.context
         first = 20 if first is None else first  # an explicit null means the default
         page = await ctx.services.notes.page(ctx.viewer, first, after)
-        return Connection.of(page, NoteType.from_row)
+        if not page.rows or "owner" not in selected(info, ("edges", "node")):
+            return Connection.of(page, NoteType.from_row)
+        # The owners now, in the one query the DataLoader would make, so that each owner's
+        # fields answer synchronously (twenty coroutines and futures fewer per page).
+        owners = await ctx.read_users([row.owner_id for row in page.rows])
+        viewer = owners.get(ctx.viewer.user_id or "")
+        if viewer is not None and not viewer.is_active:
+            owners.pop(viewer.id)  # left to the lazy path, which refuses it (TOKEN_REVOKED)
+        return Connection.of(page, lambda row: NoteType.from_row(row, owners.get(row.owner_id)))
 
     @strawberry.field(
         extensions=guard(IsAuthenticated),

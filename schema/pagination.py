@@ -7,15 +7,14 @@ keyset query and the cursors behind it are api/resources/pagination.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
-from tortoise.models import Model
 
 from api.resources.pagination import Page
 
 T = TypeVar("T")
-R = TypeVar("R", bound=Model)
+R = TypeVar("R")
 
 
 @strawberry.type(description="Where a page ends, and whether another follows it.")
@@ -26,10 +25,19 @@ class PageInfo:
     )
 
 
+def _cursor(root: Edge[Any]) -> str:
+    # Encoded only when asked: most clients read `pageInfo.endCursor` alone.
+    return root.cursor_of(root.row)
+
+
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="Opaque: this item's position in the list.")
+    cursor: str = strawberry.field(
+        resolver=_cursor, description="Opaque: this item's position in the list."
+    )
     node: T
+    row: strawberry.Private[Any]
+    cursor_of: strawberry.Private[Callable[[Any], str]]
 
 
 @strawberry.type
@@ -45,11 +53,9 @@ class Connection(Generic[T]):
     @classmethod
     def of(cls, page: Page[R], node: Callable[[R], T]) -> Connection[T]:
         """Shape a page of rows, each row made a node by `node`."""
+        cursor_of = page.cursor_of
         return cls(
-            edges=[
-                Edge(cursor=cursor, node=node(row))
-                for row, cursor in zip(page.rows, page.cursors, strict=True)
-            ],
+            edges=[Edge(node=node(row), row=row, cursor_of=cursor_of) for row in page.rows],
             page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
             count=page.count,
         )

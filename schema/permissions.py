@@ -12,7 +12,12 @@ from typing import Any
 from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 
-from api.errors import EmailNotVerifiedError, ForbiddenError, UnauthenticatedError
+from api.errors import (
+    EmailNotVerifiedError,
+    ForbiddenError,
+    InsufficientAuthenticationError,
+    UnauthenticatedError,
+)
 from schema.context import Info
 
 
@@ -34,8 +39,16 @@ class IsSignedIn(BasePermission):
         return True
 
 
+def _second_factor(info: Info) -> None:
+    """INSUFFICIENT_AUTHENTICATION unless the token's `amr` says multi-factor."""
+    claims = info.context.viewer.claims
+    if claims is not None and not claims.multi_factor:
+        raise InsufficientAuthenticationError(enrolled=info.context.mfa_enrolled is True)
+
+
 class IsAuthenticated(BasePermission):
-    """Signed in, and with REQUIRE_VERIFIED_EMAIL on, a verified email address."""
+    """Signed in; with REQUIRE_VERIFIED_EMAIL on, a verified email address; and for holders
+    of a role in MFA_REQUIRED_ROLES, a token signed in with a second factor."""
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         _signed_in(info)
@@ -43,6 +56,18 @@ class IsAuthenticated(BasePermission):
         # Fails closed: a context that did not read the flag counts as unverified.
         if ctx.services.settings.require_verified_email and ctx.email_verified is not True:
             raise EmailNotVerifiedError()
+        required = ctx.services.settings.mfa_required_roles
+        if required and any(ctx.viewer.has_role(role) for role in required):
+            _second_factor(info)
+        return True
+
+
+class MultiFactor(BasePermission):
+    """The token was signed in with a second factor (`amr` holds `mfa`), whatever the roles."""
+
+    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+        _signed_in(info)
+        _second_factor(info)
         return True
 
 

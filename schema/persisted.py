@@ -31,7 +31,7 @@ from schema.manifest import TrustedDocument, sha256_hex
 
 PREFIX = "sha256:"
 MAX_DOCUMENT_ID = len(PREFIX) + 64
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")  # fullmatch only: `$` lets a trailing newline through
 APQ_VERSION = 1
 
 
@@ -56,7 +56,7 @@ def document_id_of(raw: object) -> str:
     if not isinstance(raw, str) or len(raw) > MAX_DOCUMENT_ID:
         raise BadUserInputError("documentId", "documentId must be 'sha256:' and 64 hex digits.")
     payload = raw[len(PREFIX) :] if raw.startswith(PREFIX) else raw
-    if not _HEX64.match(payload):
+    if not _HEX64.fullmatch(payload):
         raise BadUserInputError("documentId", "documentId must be 'sha256:' and 64 hex digits.")
     return payload.lower()
 
@@ -69,7 +69,7 @@ def apq_hash_of(persisted: object) -> str:
     if persisted.get("version") != APQ_VERSION:
         raise BadUserInputError(field, "Only persistedQuery version 1 is supported.")
     digest = persisted.get("sha256Hash")
-    if not isinstance(digest, str) or len(digest) != 64 or not _HEX64.match(digest):
+    if not isinstance(digest, str) or len(digest) != 64 or not _HEX64.fullmatch(digest):
         raise BadUserInputError(f"{field}.sha256Hash", "sha256Hash must be 64 hex digits.")
     return digest.lower()
 

@@ -20,6 +20,11 @@ from api.db import connection as db
 from api.settings import Settings, load_settings
 from api.web.app import create_app
 from tests.helpers.api import Api, QueryCounter
+from tests.helpers.differential import (  # every compiled operation checked against graphql-core
+    differential_plans,  # noqa: F401
+    pytest_addoption,  # noqa: F401
+    pytest_terminal_summary,  # noqa: F401
+)
 from tests.helpers.env import (
     BASE_ENV,
     POSTGRES_URL,

@@ -69,10 +69,16 @@ class AccountDeletion:
         self._clock = clock
 
     async def delete(
-        self, user: User, password: str | None, caller: AccessClaims, client: ClientInfo
+        self,
+        user: User,
+        password: str | None,
+        caller: AccessClaims,
+        client: ClientInfo,
+        code: str | None = None,
     ) -> None:
-        """Erase the user's data (see the module's policy); needs a fresh sign-in or password."""
-        proved = await self._fresh.confirm(user, password, caller.auth_time, client)
+        """Erase the user's data (see the module's policy); needs a fresh sign-in, the
+        password or a second-factor code."""
+        proved = await self._fresh.confirm(user, password, caller.auth_time, client, code=code)
         async with atomic() as conn:
             await lock_admin_changes(conn)
             # A reset or password change that committed meanwhile ended this session (or

@@ -171,10 +171,11 @@ class AccountLifecycle:
         password: str | None,
         caller: AccessClaims,
         client: ClientInfo,
+        code: str | None = None,
     ) -> None:
         """Mail a confirmation link to the new address; the change applies when it is used."""
         address = normalise_email(new_email, "newEmail")
-        proved = await self._fresh.confirm(user, password, caller.auth_time, client)
+        proved = await self._fresh.confirm(user, password, caller.auth_time, client, code=code)
         if address == user.email:
             raise BadUserInputError("newEmail", "This is already the account's address.")
         await self._limiter.hit_email(address, "change_email")

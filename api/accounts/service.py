@@ -13,8 +13,10 @@ from api.accounts.actions import ActionTokens
 from api.addresses import is_plain_address
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth, signed_in_from
+from api.auth.mfa_tokens import MfaTokens
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
+from api.auth.second_factor import methods
 from api.auth.sessions import IssuedPair, SessionService
 from api.clock import Clock, to_datetime
 from api.db.connection import atomic, locked
@@ -25,6 +27,7 @@ from api.errors import (
     EmailTakenError,
     ForbiddenError,
     InvalidCredentialsError,
+    MfaRequiredError,
     NotFoundError,
     RateLimitedError,
 )
@@ -76,7 +79,9 @@ class AccountService:
         metrics: Metrics,
         fresh: FreshAuth,
         actions: ActionTokens,
+        mfa_tokens: MfaTokens,
     ) -> None:
+        self._mfa_tokens = mfa_tokens
         self._fresh = fresh
         self._actions = actions
         self._limiter = limiter
@@ -215,7 +220,15 @@ class AccountService:
             )
             user = await locked(User, verified.user_id, conn)
             stale = not claimed or user is None
-            if not stale and user is not None:
+            second_step = None
+            if not stale and user is not None and user.totp_secret is not None:
+                # Enrolled (read on the locked row: an enrolment that committed first counts):
+                # no session yet, only an MFA token for verifyMfa.
+                second_step = await self._mfa_tokens.issue(user, device, client, conn)
+                await self._audit.record(
+                    "login_mfa_required", user_id=user.id, ip=client.ip, using_db=conn
+                )
+            elif not stale and user is not None:
                 await self._audit.record("login", user_id=user.id, ip=client.ip, using_db=conn)
                 pair = await self._sessions.start(user, device=device, client=client, using_db=conn)
         if stale:  # recorded outside the block: nothing in it is to keep
@@ -227,6 +240,8 @@ class AccountService:
             )
             self._metrics.logins.labels(outcome="failed").inc()
             raise InvalidCredentialsError()
+        if second_step is not None and user is not None:
+            raise MfaRequiredError(second_step, methods(user), self._mfa_tokens.ttl)
         self._metrics.logins.labels(outcome="ok").inc()
         return pair
 

@@ -1,4 +1,5 @@
-"""Fresh authentication: sensitive changes need the password, or a recent sign-in.
+"""Fresh authentication: sensitive changes need the password (or, once enrolled, a code
+from the authenticator app), or a recent sign-in.
 
 A stolen access token is good for minutes; it should not be enough to change the account's
 email, delete it, or hand out roles. The token's `auth_time` says when the user last typed
@@ -10,7 +11,9 @@ from __future__ import annotations
 from api.auth.audit import AuditLog
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
+from api.auth.second_factor import SecondFactor, check_code_input
 from api.clock import Clock
+from api.db.connection import atomic, locked
 from api.db.models import Session, User
 from api.errors import FreshLoginRequiredError, InvalidCredentialsError, RateLimitedError
 from api.identity import ClientInfo
@@ -31,7 +34,9 @@ class FreshAuth:
         hasher: PasswordHasher,
         limiter: RateLimiter,
         audit: AuditLog,
+        factor: SecondFactor,
     ) -> None:
+        self._factor = factor
         self._max_age = max_age
         self._clock = clock
         self._hasher = hasher
@@ -44,15 +49,23 @@ class FreshAuth:
             raise FreshLoginRequiredError()
 
     async def confirm(
-        self, user: User, password: str | None, auth_time: int, client: ClientInfo
+        self,
+        user: User,
+        password: str | None,
+        auth_time: int,
+        client: ClientInfo,
+        code: str | None = None,
     ) -> str | None:
-        """Accept a correct password, or else a fresh sign-in; returns the stored hash the
-        password was checked against (None for a fresh sign-in), for the caller to re-check
-        under lock (`SessionService.lock_caller`).
+        """Accept a correct password, or a code of the user's second factor, or else a fresh
+        sign-in; returns the stored hash the password was checked against (None otherwise),
+        for the caller to re-check under lock (`SessionService.lock_caller`).
 
-        A wrong password is INVALID_CREDENTIALS and counts as a failed login for the email
-        (RATE_LIMIT_PER_EMAIL): a stolen token cannot be used to guess the password.
+        A wrong password or code is INVALID_CREDENTIALS and counts as a failed login for the
+        email (RATE_LIMIT_PER_EMAIL): a stolen token cannot be used to guess either.
         """
+        if code is not None:
+            await self.check_code(user, code, client)
+            return None
         if password is None:
             self.require(auth_time)
             return None
@@ -85,3 +98,24 @@ class FreshAuth:
         if not ok:
             await self._audit.record(failure_kind, user_id=user.id, ip=client.ip)
             raise InvalidCredentialsError(message)
+
+    async def check_code(self, user: User, code: str, client: ClientInfo) -> None:
+        """A TOTP or recovery code of the signed-in user, under the password limits; the code
+        is spent (a TOTP step, a recovery code) in its own transaction on the locked row."""
+        check_code_input(code)
+        try:
+            attempt = self._limiter.password_attempt(
+                user.email, client.ip, lambda: signed_in_from(user.email, client.ip)
+            )
+            async with attempt as counted:
+                async with atomic() as conn:
+                    row = await locked(User, user.id, conn)
+                    method = None if row is None else await self._factor.verify(row, code, conn)
+                if method is None:
+                    counted.failed()
+        except RateLimitedError:
+            await self._audit.record("password_rate_limited", user_id=user.id, ip=client.ip)
+            raise
+        if method is None:
+            await self._audit.record("code_confirm_failed", user_id=user.id, ip=client.ip)
+            raise InvalidCredentialsError("The code is wrong.")

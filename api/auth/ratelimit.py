@@ -5,6 +5,8 @@ Policy (docs/security.md, Rate limits):
   of a signed-in user (changePassword, changeEmail, deleteAccount, fresh sign-in), counts
   against the caller's IP (RATE_LIMIT_PER_IP), inside the resolver, so aliased copies in one
   request each count;
+- a second-factor code (verifyMfa, or a code given for a fresh sign-in) is a password check
+  here: reserved and counted the same way;
 - every *failed* password check counts against the email (RATE_LIMIT_PER_EMAIL), and against
   the pair (email, IP) at the same rate. Past the email's limit the email is refused, even
   with the right password, for as long as failures keep coming within the window - except

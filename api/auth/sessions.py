@@ -23,6 +23,16 @@ from api.auth.tokens import TokenService, hash_jti, new_jti
 from api.clock import Clock, to_datetime
 from api.db.connection import after_commit, atomic, locked
 from api.db.models import Session, User
+from api.db.reads import UserView
+from api.db.rotation import (
+    RefreshState,
+    SessionCut,
+    lock_user,
+    record_refresh,
+    refresh_state,
+    session_cut,
+    swap,
+)
 from api.errors import (
     InvalidCredentialsError,
     InvalidTokenError,
@@ -39,6 +49,7 @@ from api.settings import Settings
 # Each cut-off is at least one second past the previous one; a token issued after a few in a
 # row waits for its `iat` (see _pair). Past this many seconds the client retries instead.
 MAX_SIGNING_WAIT = 3.0
+PASSWORD_ONLY = ("pwd",)  # RFC 8176 `amr` of a password sign-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +58,7 @@ class IssuedPair:
     refresh_token: str
     expires_in: int
     refresh_expires_in: int
-    user: User
+    user: User | UserView
     session_id: str
 
 
@@ -81,8 +92,9 @@ class SessionService:
         device: str | None,
         client: ClientInfo,
         using_db: BaseDBAsyncClient | None = None,
+        amr: tuple[str, ...] = PASSWORD_ONLY,
     ) -> IssuedPair:
-        """A new session for a user who just proved their password."""
+        """A new session for a user who just proved their password (and, per `amr`, more)."""
         iat = int(self._clock())
         jti = new_jti()
         max_exp = iat + self._max_age
@@ -100,11 +112,14 @@ class SessionService:
             auth_time=iat,
             current_jti_hash=hash_jti(jti),
             latest_access_iat=iat,
+            amr=list(amr),
             using_db=using_db,
         )
         return await self._pair(user, session, jti, iat, exp)
 
-    async def _pair(self, user: User, session: Session, jti: str, iat: int, exp: int) -> IssuedPair:
+    async def _pair(
+        self, user: User | UserView, session: Session | SessionCut, jti: str, iat: int, exp: int
+    ) -> IssuedPair:
         """Sign the pair; never inside a transaction (it may wait up to a second)."""
         sid = str(session.id)
         # Tokens issued after an access cut-off must carry an `iat` at or past it; the cut-off
@@ -117,7 +132,12 @@ class SessionService:
         if early > 0:
             await asyncio.sleep(early)
         access, access_exp = self._tokens.issue_access(
-            sub=str(user.id), sid=sid, roles=user.roles, auth_time=session.auth_time, iat=access_iat
+            sub=str(user.id),
+            sid=sid,
+            roles=user.roles,
+            auth_time=session.auth_time,
+            iat=access_iat,
+            amr=session.amr or PASSWORD_ONLY,  # kept on the session row: a refresh keeps it
         )
         refresh = self._tokens.issue_refresh(sub=str(user.id), sid=sid, jti=jti, iat=iat, exp=exp)
         return IssuedPair(
@@ -137,10 +157,12 @@ class SessionService:
         except TokenExpiredError as exc:
             raise SessionExpiredError() from exc
         key = parse_id(claims.sid)
-        session = None if key is None else await Session.get_or_none(id=key).select_related("user")
+        # Fixed SQL (api/db/rotation.py): a fleet refreshes all day; same statements, same
+        # order and locks as through the ORM, without building them or a model per row.
+        session = None if key is None else await refresh_state(key)
         if session is None or str(session.user_id) != claims.sub:
             raise InvalidTokenError()
-        if session.ended_at is not None or not session.user.is_active:
+        if session.ended_at is not None or not session.user_active:
             raise TokenRevokedError()
         now = self._clock()
         if now >= session.max_expires_at.timestamp() or now >= session.expires_at.timestamp():
@@ -152,7 +174,7 @@ class SessionService:
             pair = await self._swap(session, presented, now, client)
             if pair is not None:
                 return pair
-            session = await Session.get(id=session.id).select_related("user")
+            session = await self._reread(session)
         if self._within_grace(session, presented, now):
             # A client that lost the response retries the spent token: it gets the next
             # pair of the same session, which spends whatever the first answer carried.
@@ -160,12 +182,19 @@ class SessionService:
                 pair = await self._swap(session, session.current_jti_hash, now, client)
                 if pair is not None:
                     return pair
-                session = await Session.get(id=session.id).select_related("user")
+                session = await self._reread(session)
         await self.end([session.id], reason="reuse", client=client, kind="refresh_reuse_detected")
         self._metrics.refresh_reuse.inc()
         raise RefreshTokenReusedError()
 
-    def _within_grace(self, session: Session, presented: str, now: float) -> bool:
+    @staticmethod
+    async def _reread(session: RefreshState) -> RefreshState:
+        again = await refresh_state(session.id)
+        if again is None:  # deleted meanwhile (its account was)
+            raise TokenRevokedError()
+        return again
+
+    def _within_grace(self, session: RefreshState, presented: str, now: float) -> bool:
         return (
             self._grace > 0
             and session.ended_at is None
@@ -175,7 +204,7 @@ class SessionService:
         )
 
     async def _swap(
-        self, session: Session, expected_hash: str, now: float, client: ClientInfo
+        self, session: RefreshState, expected_hash: str, now: float, client: ClientInfo
     ) -> IssuedPair | None:
         """Compare-and-set the session's current jti hash; None when another request won.
 
@@ -186,34 +215,31 @@ class SessionService:
         iat = int(now)
         jti = new_jti()
         exp = min(iat + self._refresh_ttl, int(session.max_expires_at.timestamp()))
+        at = to_datetime(now)
         async with atomic() as conn:  # the rotation and its audit event commit together
-            user = await locked(User, session.user_id, conn)
+            user = await lock_user(conn, session.user_id)
             if user is None or not user.is_active:
                 raise TokenRevokedError()
             # Cut-offs need the user row's lock too: what is read here holds until commit.
-            current = await Session.get(id=session.id, using_db=conn)
+            current = await session_cut(conn, session.id)
+            if current is None:
+                raise TokenRevokedError()
             access_iat = max(iat, current.access_not_before)
             if access_iat - now > MAX_SIGNING_WAIT:  # refused before the token is spent
                 raise ServiceUnavailableError("This session was just changed; retry in a moment.")
-            updated = (
-                await Session.filter(
-                    id=session.id, current_jti_hash=expected_hash, ended_at__isnull=True
-                )
-                .using_db(conn)
-                .update(
-                    current_jti_hash=hash_jti(jti),
-                    previous_jti_hash=expected_hash,
-                    rotated_at=to_datetime(now),
-                    last_used_at=to_datetime(now),
-                    expires_at=to_datetime(exp),
-                    latest_access_iat=max(current.latest_access_iat, access_iat),
-                )
+            # Compare-and-set: of concurrent refreshes with one token, exactly one matches.
+            won = await swap(
+                conn,
+                session.id,
+                expected_hash=expected_hash,
+                new_hash=hash_jti(jti),
+                at=at,
+                expires_at=to_datetime(exp),
+                latest_access_iat=max(current.latest_access_iat, access_iat),
             )
-            if not updated:
+            if not won:
                 return None
-            await self._audit.record(
-                "refresh", user_id=session.user_id, ip=client.ip, using_db=conn
-            )
+            await record_refresh(conn, session.user_id, client.ip, at)
         self._metrics.refreshes.inc()
         return await self._pair(user, current, jti, iat, exp)
 

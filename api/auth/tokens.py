@@ -95,12 +95,19 @@ class TokenService:
         }
 
     def issue_access(
-        self, *, sub: str, sid: str, roles: tuple[str, ...] | list[str], auth_time: int, iat: int
+        self,
+        *,
+        sub: str,
+        sid: str,
+        roles: tuple[str, ...] | list[str],
+        auth_time: int,
+        iat: int,
+        amr: tuple[str, ...] | list[str] = ("pwd",),
     ) -> tuple[str, int]:
         """A signed access token and its `exp`."""
         exp = iat + self._access_ttl
         claims = self._claims("access", sub=sub, sid=sid, jti=new_jti(), iat=iat, exp=exp)
-        claims.update(roles=list(roles), auth_time=auth_time)
+        claims.update(roles=list(roles), auth_time=auth_time, amr=list(amr))
         token = jwt.encode(
             claims,
             self._keys.signing_key,
@@ -152,6 +159,10 @@ class TokenService:
         roles = payload["roles"]
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise InvalidTokenError("The token's roles claim is malformed.")
+        # Tokens signed before second factors existed have no `amr`: a password only.
+        amr = payload.get("amr", ["pwd"])
+        if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
+            raise InvalidTokenError("The token's amr claim is malformed.")
         return AccessClaims(
             sub=payload["sub"],
             sid=payload["sid"],
@@ -160,6 +171,7 @@ class TokenService:
             exp=payload["exp"],
             roles=tuple(roles),
             auth_time=_int_claim(payload, "auth_time"),
+            amr=tuple(amr),
         )
 
     def verify_refresh(self, token: str) -> RefreshClaims:

@@ -1,4 +1,5 @@
-"""The tables: User, Session, Revocation, AuditEvent, Note, ActionToken.
+"""The tables: User, Session, Revocation, AuditEvent, Note, ActionToken, and the second
+factors' RecoveryCode and MfaChallenge.
 
 Timestamps are set by the services from the injected clock (not `auto_now`), so tests can
 move time without sleeping.
@@ -23,6 +24,12 @@ class User(Model):
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
     last_login_at = fields.DatetimeField(null=True)
+    # Second factor (api/auth/totp.py): secrets encrypted with MFA_ENCRYPTION_KEY. `totp_secret`
+    # set means enrolled; `totp_pending` is an enrolment started but not yet confirmed.
+    totp_secret = fields.CharField(max_length=255, null=True)
+    totp_pending = fields.CharField(max_length=255, null=True)
+    # The last 30-second step whose code was accepted: a code is good once (no replay).
+    totp_last_step = fields.BigIntField(default=0, db_default=0)
 
     sessions: fields.ReverseRelation[Session]
 
@@ -48,6 +55,9 @@ class Session(Model):
     # Absolute limit: created_at + SESSION_MAX_AGE; no refresh extends it.
     max_expires_at = fields.DatetimeField()
     auth_time = fields.BigIntField()  # when the user last entered a password (epoch seconds)
+    # RFC 8176 methods the session was signed in with (pwd, otp, mfa): every refresh keeps them.
+    # Null for sessions started before second factors existed: a password only.
+    amr: list[str] | None = fields.JSONField(null=True)
     # Only hashes of refresh `jti`s are kept; the current one is the compare-and-set key.
     current_jti_hash = fields.CharField(max_length=64)
     previous_jti_hash = fields.CharField(max_length=64, null=True)
@@ -147,3 +157,48 @@ class ActionToken(Model):
     class Meta:
         table = "action_tokens"
         indexes = (("user_id", "purpose"),)
+
+
+class RecoveryCode(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """One-time codes that stand in for the authenticator app, stored as SHA-256 hashes."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    code_hash = fields.CharField(max_length=64)
+    used_at = fields.DatetimeField(null=True)  # set once, by a compare-and-set: single use
+    created_at = fields.DatetimeField()
+
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "recovery_codes"
+        indexes = (("user_id", "code_hash"),)
+
+
+class MfaChallenge(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """The second step of one sign-in: the MFA token (as a hash) and what it is bound to."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    token_hash = fields.CharField(max_length=64, unique=True)
+    # SHA-256 of the password hash that was proved: a password change spends the token.
+    proof = fields.CharField(max_length=64)
+    ip = fields.CharField(max_length=64, null=True)
+    user_agent = fields.CharField(max_length=500, null=True)
+    device = fields.CharField(max_length=200, null=True)
+    failures = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)  # spent: signed in, too many wrong codes, reset
+
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "mfa_challenges"
+        indexes = (("user_id", "used_at"), ("expires_at",))

@@ -2,12 +2,15 @@
 
 In this process, bounded in entries and in bytes (least recently used out first); shared
 with every worker and replica through Redis when REDIS_URL is set, each key expiring after
-REDIS_TTL. While Redis does not answer, the local store alone serves, and the change is
+REDIS_TTL. What Redis returns is read up to `max_text_bytes` + 1 bytes only and served only
+under its own SHA-256: another writer to the same Redis cannot make a hash run another text,
+nor make a worker read a huge value. While Redis does not answer, the local store alone serves, and the change is
 logged once (ModeLog), not per request; Redis is tried again a second later.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sys
 import time
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 10_000  # documents kept in this process
 MAX_BYTES = 16 * 1024 * 1024  # their texts' memory (sys.getsizeof), all entries together
+MAX_TEXT_BYTES = 65_536  # one text read from Redis (the app passes MAX_QUERY_BYTES)
 REDIS_PREFIX = "graphgate:apq:"
 REDIS_TTL = 7 * 24 * 3600  # a document unused for a week is dropped from Redis
 REDIS_RETRY_INTERVAL = 1.0  # seconds between tries of an unreachable Redis
@@ -37,10 +41,12 @@ class PersistedQueryStore:
         *,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int = MAX_BYTES,
+        max_text_bytes: int = MAX_TEXT_BYTES,
     ) -> None:
         self._local: OrderedDict[str, str] = OrderedDict()
         self._max_entries = max_entries
         self._max_bytes = max_bytes
+        self._max_text_bytes = max_text_bytes
         self.bytes = 0
         self._redis = (
             Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
@@ -90,15 +96,18 @@ class PersistedQueryStore:
         if redis is None:
             return None
         try:
-            raw = await redis.get(REDIS_PREFIX + digest)
+            # At most one byte over the budget: enough to tell the value is too long.
+            raw = await redis.getrange(REDIS_PREFIX + digest, 0, self._max_text_bytes)
         except (RedisError, OSError):
             self._redis_failed()
             return None
         self._mode.note(True)
-        if raw is None:
-            return None
+        if not isinstance(raw, bytes) or not raw or len(raw) > self._max_text_bytes:
+            return None  # missing (GETRANGE answers b""), or over the budget
+        if hashlib.sha256(raw).hexdigest() != digest:
+            return None  # not what was registered under this digest: never served
         try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+            text = raw.decode("utf-8", "surrogatepass")  # as put() encoded it
         except UnicodeDecodeError:
             return None
         self._remember(digest, text)

@@ -13,18 +13,20 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TypeGuard
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_NAMES = 200  # distinct operation names kept as labels; the rest are "other"
-_OPERATION_NAME = re.compile(r"^[_A-Za-z][_0-9A-Za-z]{0,63}$")
+_OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")  # fullmatch: `$` allows a "\n"
 
 
-def is_operation_name(name: str) -> bool:
-    """A GraphQL Name of at most 64 characters: safe to log and to use as a label."""
-    return _OPERATION_NAME.match(name) is not None
+def is_operation_name(name: object) -> TypeGuard[str]:
+    """A GraphQL Name of at most 64 characters: safe to log and to use as a label. Anything
+    else a client sends as `operationName` (a number, a list) is not one."""
+    return isinstance(name, str) and _OPERATION_NAME.fullmatch(name) is not None
 
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -89,7 +91,7 @@ class Metrics:
         )
         self._operation_names: set[str] = set()
 
-    def operation_label(self, name: str | None) -> str:
+    def operation_label(self, name: object) -> str:
         """A bounded label for a client-chosen operation name (labels must not grow forever)."""
         if not name:
             return "anonymous"

@@ -13,11 +13,12 @@ from datetime import datetime
 from api.clock import Clock, to_datetime
 from api.db.connection import atomic
 from api.db.models import Note
+from api.db.reads import NoteRow, notes_page
 from api.errors import BadUserInputError
 from api.identity import Viewer
 from api.infra.events import Event, EventBus
 from api.resources.ownership import Action, IsOwnerOrAdmin
-from api.resources.pagination import Page, paginate
+from api.resources.pagination import Page, check_first, decode_cursor, encode_cursor, page_of
 
 TITLE_MAX = 200
 BODY_MAX = 100_000
@@ -42,6 +43,10 @@ class NoteData:
 class NoteEvent:
     kind: str  # created | updated | deleted
     note: NoteData
+
+
+def _cursor(row: NoteRow) -> str:
+    return encode_cursor(row.created_at, row.id)
 
 
 def check_title(raw: str) -> str:
@@ -76,9 +81,14 @@ class NoteService:
         """The note if the viewer owns it or is an admin; NOT_FOUND otherwise."""
         return await NOTES.get(viewer, note_id, Action.READ)
 
-    async def page(self, viewer: Viewer, first: int, after: str | None) -> Page[Note]:
-        """The viewer's own notes, newest first."""
-        return await paginate(NOTES.owned_by(viewer), first, after)
+    async def page(self, viewer: Viewer, first: int, after: str | None) -> Page[NoteRow]:
+        """The viewer's own notes, newest first (the keyset rules of api/resources/pagination.py,
+        in one fixed statement: api/db/reads.py)."""
+        first = check_first(first)
+        position = None if after is None else decode_cursor(after)
+        assert viewer.user_id is not None  # guaranteed by the field's guard
+        rows = await notes_page(viewer.user_id, first + 1, position)
+        return page_of(rows, first, _cursor, NOTES.owned_by(viewer).count)
 
     async def update(
         self, viewer: Viewer, note_id: str, title: str | None, body: str | None

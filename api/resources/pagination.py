@@ -29,20 +29,27 @@ MAX_FIRST = 100
 MAX_CURSOR_LENGTH = 256
 
 M = TypeVar("M", bound=Model)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
-class Page(Generic[M]):
-    """One page of rows, each with its cursor, and a way to count the whole list."""
+class Page(Generic[R]):
+    """One page of rows, a way to name each row's position, and a way to count the whole
+    list. Cursors are made only for the rows a client asks about (encoding one is JSON and
+    base64: most pages only need the last one, for `endCursor`)."""
 
-    rows: list[M]
-    cursors: list[str]
+    rows: list[R]
+    cursor_of: Callable[[R], str]
     has_next: bool
     count: Callable[[], Awaitable[int]]  # runs a COUNT only when a client asks for totalCount
 
     @property
+    def cursors(self) -> list[str]:
+        return [self.cursor_of(row) for row in self.rows]
+
+    @property
     def end_cursor(self) -> str | None:
-        return self.cursors[-1] if self.cursors else None
+        return self.cursor_of(self.rows[-1]) if self.rows else None
 
 
 def check_first(first: int) -> int:
@@ -52,7 +59,7 @@ def check_first(first: int) -> int:
     return first
 
 
-def encode_cursor(at: datetime, key: uuid.UUID) -> str:
+def encode_cursor(at: datetime, key: uuid.UUID | str) -> str:
     raw = json.dumps([at.isoformat(), str(key)], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -89,10 +96,14 @@ async def paginate(
         window = query.filter(Q(**newer) | Q(**same))
     # One row more than asked tells whether another page follows, without a COUNT.
     rows = await window.order_by(f"-{time_field}", "-id").limit(first + 1)
-    shown = rows[:first]
-    return Page(
-        rows=shown,
-        cursors=[encode_cursor(getattr(row, time_field), row.pk) for row in shown],
-        has_next=len(rows) > first,
-        count=query.count,
+    return page_of(
+        rows, first, lambda row: encode_cursor(getattr(row, time_field), row.pk), query.count
     )
+
+
+def page_of(
+    rows: list[R], first: int, cursor_of: Callable[[R], str], count: Callable[[], Awaitable[int]]
+) -> Page[R]:
+    """The page of `first` rows from a read of `first + 1` (the extra one says a next page
+    follows)."""
+    return Page(rows=rows[:first], cursor_of=cursor_of, has_next=len(rows) > first, count=count)

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from api.auth.second_factor import require_key_if_enrolled
 from api.clock import Clock, system_clock
 from api.db import connection as db
 from api.infra.tasks import cancel_all
@@ -70,6 +71,12 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """The database, open for the app's lifetime."""
     async with db.opened(app[SETTINGS_KEY]):
         yield
+
+
+async def mfa_key_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Refuse to start without the key that opens enrolled users' TOTP secrets."""
+    await require_key_if_enrolled(app[SERVICES_KEY].factor.box)
+    yield
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -167,6 +174,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(mfa_key_ctx)
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes

@@ -23,7 +23,11 @@ def persisted_documents(
     settings: Settings, documents: tuple[TrustedDocument, ...]
 ) -> PersistedDocuments:
     """The app's documents: the checked manifest, and an APQ store unless APQ is off."""
-    store = PersistedQueryStore(settings.redis_url) if settings.persisted_queries else None
+    store = (
+        PersistedQueryStore(settings.redis_url, max_text_bytes=settings.max_query_bytes)
+        if settings.persisted_queries
+        else None
+    )
     return PersistedDocuments(
         documents,
         only=settings.trusted_documents_mode == "only",

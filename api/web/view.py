@@ -163,7 +163,7 @@ class AuthGraphQLView(GraphQLHTTPView[Context, None]):
             client=client_info(request, self.trusted_proxies),
             transport=self._transport(request, response),
         )
-        if services.settings.require_verified_email:  # off (the default): no query at all
+        if context.needs_guard_facts:  # off (the default): no query at all
             await context.load_email_verified()
         return context
 

@@ -6,7 +6,9 @@ Close codes (docs/API.md, HTTP endpoints):
 - 4401 + TOKEN_EXPIRED / TOKEN_REVOKED when the token of an open socket expires or its
   session ends: one timer per worker (TokenWatch) rechecks every open socket's token every
   WATCH_INTERVAL seconds;
-- 4429 + RATE_LIMITED when the user already has MAX_WEBSOCKETS_PER_USER sockets open.
+- 4429 + RATE_LIMITED when the user already has MAX_WEBSOCKETS_PER_USER sockets open;
+- 4400 (the protocol's invalid message) for a `subscribe` with no document: its payload not
+  an object, or no string `query` and no `documentId` or APQ hash.
 
 strawberry's own hook, `view.on_ws_connect`, can only refuse with `ConnectionRejectionError`,
 which always closes with reason "Forbidden"; the contract wants the code as the reason, so
@@ -49,6 +51,7 @@ WATCH_INTERVAL = 1.0  # seconds: the contract closes a dead token's socket withi
 REFUSED = 4403
 ENDED = 4401
 TOO_MANY = 4429
+INVALID = 4400  # the protocol's invalid message
 
 
 async def close_all(sockets: list[web.WebSocketResponse]) -> None:
@@ -208,7 +211,7 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
             return RateLimitedError(1, "Too many WebSockets open for this user.")
         self.owner = viewer.user_id
         self.context.viewer = viewer
-        if self.context.services.settings.require_verified_email:  # read once per socket
+        if self.context.needs_guard_facts:  # read once per socket
             await self.context.load_email_verified()
         self.registry.token_watch.add(self, viewer.claims)
         return None
@@ -217,7 +220,10 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
         """The document a subscribe names (its text, `documentId` or Apollo's hash) as over
         HTTP: in `only` mode, a trusted one or an `error` message; nothing is registered."""
         payload: Any = message.get("payload")
-        if self.connection_acknowledged and isinstance(payload, dict):
+        if self.connection_acknowledged:
+            if not isinstance(payload, dict):
+                await self.websocket.close(code=INVALID, reason="Invalid subscribe payload")
+                return
             extensions = payload.get("extensions")
             try:
                 resolved = await self.registry.persisted.resolve(
@@ -230,10 +236,14 @@ class AuthTransportWSHandler(BaseGraphQLTransportWSHandler[Any, None]):
                 refusal: ErrorMessage = {"id": message["id"], "type": "error", "payload": [error]}
                 await self.send_message(refusal)
                 return
-            if resolved.query is not None:
-                message = cast(
-                    "SubscribeMessage", {**message, "payload": {**payload, "query": resolved.query}}
-                )
+            if resolved.query is None:  # no text (or not a string) and no named document:
+                # strawberry would run it anyway and log a traceback (a masked error, or a
+                # silent `complete`) for each such message; the protocol says 4400.
+                await self.websocket.close(code=INVALID, reason="Invalid subscribe payload")
+                return
+            message = cast(
+                "SubscribeMessage", {**message, "payload": {**payload, "query": resolved.query}}
+            )
         await super().handle_subscribe(message)
 
     async def shutdown(self) -> None:

@@ -12,10 +12,20 @@
 // refresh with the same token would be reported as reuse and end the session.
 // When the session cannot be refreshed (REFRESH_TOKEN_REUSED, SESSION_EXPIRED, ...), it
 // forgets every token and calls `onSignedOut(code)`: the app shows its sign-in screen.
+//
+// Two-factor sign-in: when `login` answers MFA_REQUIRED, `login(email, password, device,
+// { askCode })` calls `askCode(methods)` for a code from the authenticator app (or a
+// recovery code) and sends it with the MFA token to `verifyMfa`; a wrong code asks again
+// (the same MFA token; five wrong codes spend it). Without `askCode` it throws an error with
+// `code: 'MFA_REQUIRED'` and `mfaToken`, for an app that asks on its own screen and then
+// calls `verifyMfa(mfaToken, code, device)`.
 
 const PAIR = 'accessToken refreshToken expiresIn refreshExpiresIn user { id email }';
 const LOGIN = `mutation Login($email: String!, $password: String!, $device: String) {
   login(email: $email, password: $password, device: $device) { ${PAIR} }
+}`;
+const VERIFY_MFA = `mutation VerifyMfa($mfaToken: String!, $code: String!, $device: String) {
+  verifyMfa(mfaToken: $mfaToken, code: $code, device: $device) { ${PAIR} }
 }`;
 const REFRESH = `mutation Refresh($refreshToken: String) {
   refresh(refreshToken: $refreshToken) { ${PAIR} }
@@ -124,11 +134,33 @@ export class GraphGateClient {
     return this.keep(body.data.refresh);
   }
 
-  async login(email, password, device) {
+  async login(email, password, device, { askCode } = {}) {
     const { body } = await this.post(LOGIN, { email, password, device }, null);
     const code = firstCode(body);
+    if (code === 'MFA_REQUIRED') {
+      const { mfaToken, methods } = body.errors[0].extensions;
+      if (!askCode) {
+        throw Object.assign(new Error(body.errors[0].message), { code, mfaToken, methods });
+      }
+      for (;;) {
+        try {
+          return await this.verifyMfa(mfaToken, await askCode(methods), device);
+        } catch (error) {
+          // A wrong code: ask again. Anything else (a spent MFA token, RATE_LIMITED): stop.
+          if (error.code !== 'INVALID_CREDENTIALS' || /spent/.test(error.message)) throw error;
+        }
+      }
+    }
     if (code) throw Object.assign(new Error(body.errors[0].message), { code });
     return this.keep(body.data.login);
+  }
+
+  /** The second step of a sign-in: the MFA token of MFA_REQUIRED and a code. */
+  async verifyMfa(mfaToken, code, device) {
+    const { body } = await this.post(VERIFY_MFA, { mfaToken, code, device }, null);
+    const refused = firstCode(body);
+    if (refused) throw Object.assign(new Error(body.errors[0].message), { code: refused });
+    return this.keep(body.data.verifyMfa);
   }
 
   async logout() {

@@ -111,3 +111,28 @@ test('the WWW-Authenticate header alone is enough to trigger the refresh', async
   const answer = await client.request('{ me { email } }');
   assert.equal(answer.data.me.email, 'header@example.com');
 });
+
+test('two-factor sign-in: asks for the code, again after a wrong one', async (t) => {
+  const email = process.env.GRAPHGATE_MFA_EMAIL;
+  const recoveryCode = process.env.GRAPHGATE_MFA_RECOVERY_CODE;
+  if (!email || !recoveryCode) return t.skip('no enrolled user given (GRAPHGATE_MFA_*)');
+  const client = new GraphGateClient({ url });
+  await assert.rejects(client.login(email, 'correct horse', 'node test'), (error) => {
+    assert.equal(error.code, 'MFA_REQUIRED');
+    assert.ok(error.mfaToken);
+    assert.deepEqual(error.methods, ['totp', 'recovery_code']);
+    return true;
+  });
+  const asked = [];
+  const answers = ['000000', recoveryCode];
+  await client.login(email, 'correct horse', 'node test', {
+    askCode: async (methods) => {
+      asked.push(methods);
+      return answers.shift();
+    },
+  });
+  assert.equal(asked.length, 2);
+  assert.ok(client.signedIn);
+  const me = await client.request('query Me { me { email mfa { recoveryCodesLeft } } }');
+  assert.equal(me.data.me.mfa.recoveryCodesLeft, 9);
+});

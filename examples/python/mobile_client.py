@@ -13,6 +13,10 @@
   would count as reuse and end the session).
 - REFRESH_TOKEN_REUSED, SESSION_EXPIRED (and any other refusal of the refresh) drop
   everything: the store is cleared and `SignedOutError` tells the app to show sign-in.
+- Two-factor sign-in: when `login` answers MFA_REQUIRED, `login(..., ask_code=...)` awaits
+  `ask_code(methods)` for a code from the authenticator app (or a recovery code) and sends
+  it to `verifyMfa` with the MFA token, asking again after a wrong code. Without `ask_code`
+  it raises `MfaRequiredError` (its `mfa_token` then goes to `verify_mfa(mfa_token, code)`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gql import Client, GraphQLRequest
@@ -32,6 +37,8 @@ LOGIN = f"""mutation Login($email: String!, $password: String!, $device: String)
   login(email: $email, password: $password, device: $device) {{ {PAIR} }} }}"""
 REFRESH = f"""mutation Refresh($refreshToken: String) {{
   refresh(refreshToken: $refreshToken) {{ {PAIR} }} }}"""
+VERIFY_MFA = f"""mutation VerifyMfa($mfaToken: String!, $code: String!, $device: String) {{
+  verifyMfa(mfaToken: $mfaToken, code: $code, device: $device) {{ {PAIR} }} }}"""
 LOGOUT = "mutation Logout { logout }"
 REFUSED_ACCESS = {"TOKEN_EXPIRED", "TOKEN_REVOKED", "INVALID_TOKEN"}
 
@@ -42,6 +49,15 @@ class SignedOutError(Exception):
     def __init__(self, code: str) -> None:
         super().__init__(f"signed out: {code}")
         self.code = code
+
+
+class MfaRequiredError(Exception):
+    """The password was right; a second-factor code must follow (`verify_mfa`)."""
+
+    def __init__(self, mfa_token: str, methods: list[str]) -> None:
+        super().__init__("a second-factor code is required")
+        self.mfa_token = mfa_token
+        self.methods = methods
 
 
 class TokenStore(Protocol):
@@ -112,10 +128,39 @@ class MobileClient:
         )
         return result
 
-    async def login(self, email: str, password: str, device: str | None = None) -> dict[str, Any]:
-        pair = (
-            await self._run(LOGIN, {"email": email, "password": password, "device": device}, None)
-        )["login"]
+    async def login(
+        self,
+        email: str,
+        password: str,
+        device: str | None = None,
+        ask_code: Callable[[list[str]], Awaitable[str]] | None = None,
+    ) -> dict[str, Any]:
+        variables = {"email": email, "password": password, "device": device}
+        try:
+            pair = (await self._run(LOGIN, variables, None))["login"]
+        except TransportQueryError as exc:
+            if error_code(exc) != "MFA_REQUIRED":
+                raise
+            extensions = (exc.errors or [{}])[0]["extensions"]
+            if ask_code is None:
+                raise MfaRequiredError(extensions["mfaToken"], extensions["methods"]) from exc
+            while True:
+                try:
+                    code = await ask_code(extensions["methods"])
+                    return await self.verify_mfa(extensions["mfaToken"], code, device)
+                except TransportQueryError as wrong:
+                    # A wrong code: ask again. A spent MFA token, RATE_LIMITED: give up.
+                    if error_code(wrong) != "INVALID_CREDENTIALS" or "spent" in str(wrong):
+                        raise
+        self._keep(pair)
+        return pair  # type: ignore[no-any-return]
+
+    async def verify_mfa(
+        self, mfa_token: str, code: str, device: str | None = None
+    ) -> dict[str, Any]:
+        """The second step of a sign-in: the MFA token and a code for the token pair."""
+        variables = {"mfaToken": mfa_token, "code": code, "device": device}
+        pair = (await self._run(VERIFY_MFA, variables, None))["verifyMfa"]
         self._keep(pair)
         return pair  # type: ignore[no-any-return]
 

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import pyotp
 import pytest
 
 from tests.helpers.env import ROOT
 from tests.helpers.graphql import REFRESH, REGISTER, code
-from tests.helpers.live import live_server, node_or_skip_reason
+from tests.helpers.live import LiveServer, live_server, node_or_skip_reason
+from tests.helpers.mfa import CONFIRM, START
 
 pytestmark = pytest.mark.live  # starts real server processes (see pyproject markers)
 
@@ -33,9 +35,16 @@ def test_js_fetch_client(tmp_path: Path) -> None:
         pytest.skip(reason)
     script = ROOT / "examples" / "js" / "graphgate-client.test.mjs"
     with live_server(tmp_path, **SHORT_TOKENS) as server:
+        _, codes = _enrolled(server, "mfa@example.com")
         run = subprocess.run(
             ["node", "--test", str(script)],
-            env={**os.environ, "GRAPHGATE_URL": server.graphql, "ACCESS_TOKEN_TTL": str(TTL)},
+            env={
+                **os.environ,
+                "GRAPHGATE_URL": server.graphql,
+                "ACCESS_TOKEN_TTL": str(TTL),
+                "GRAPHGATE_MFA_EMAIL": "mfa@example.com",
+                "GRAPHGATE_MFA_RECOVERY_CODE": codes[0],
+            },
             capture_output=True,
             text=True,
             timeout=120,
@@ -43,8 +52,20 @@ def test_js_fetch_client(tmp_path: Path) -> None:
         )
     print(run.stdout, run.stderr)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "# pass 3" in run.stdout
+    assert "# pass 4" in run.stdout
     assert "# fail 0" in run.stdout
+
+
+def _enrolled(server: LiveServer, email: str) -> tuple[pyotp.TOTP, list[str]]:
+    """A user with two-factor sign-in on: the app (pyotp) and the recovery codes. The
+    confirming code is the previous step's, so the current one is still new."""
+    token = server.gql(REGISTER, {"email": email, "password": "correct horse"})["data"]["register"][
+        "accessToken"
+    ]
+    app = pyotp.TOTP(server.gql(START, token=token)["data"]["startTotpEnrollment"]["secret"])
+    confirmed = server.gql(CONFIRM, {"c": app.at(time.time() - 30)}, token=token)
+    assert "errors" not in confirmed, confirmed
+    return app, confirmed["data"]["confirmTotpEnrollment"]
 
 
 def _mobile_client() -> ModuleType:
@@ -128,3 +149,28 @@ async def test_python_mobile_client_signs_out_on_reuse(tmp_path: Path) -> None:
         # The thief's pair died with the session too.
         thief = stolen["data"]["refresh"]
         assert code(server.gql(REFRESH, {"t": thief["refreshToken"]})) == "TOKEN_REVOKED"
+
+
+async def test_python_mobile_client_signs_in_with_a_second_factor(tmp_path: Path) -> None:
+    mc = _mobile_client()
+    with live_server(tmp_path) as server:
+        app, _ = _enrolled(server, "cy@example.com")
+        store = mc.FileTokenStore(tmp_path / "tokens.json")
+        async with mc.MobileClient(server.graphql, store) as client:
+            with pytest.raises(mc.MfaRequiredError) as asked:
+                await client.login("cy@example.com", "correct horse")
+            assert asked.value.methods == ["totp", "recovery_code"]
+            assert not client.signed_in
+
+            answers = ["000000", app.now()]  # a typo first, then the app's code
+            seen: list[list[str]] = []
+
+            async def ask_code(methods: list[str]) -> str:
+                seen.append(methods)
+                return answers.pop(0)
+
+            await client.login("cy@example.com", "correct horse", ask_code=ask_code)
+            assert len(seen) == 2
+            assert client.signed_in
+            me = await client.execute("{ me { mfa { totpEnabled } } }")
+            assert me["me"]["mfa"]["totpEnabled"] is True

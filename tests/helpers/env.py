@@ -18,6 +18,8 @@ TABLES = (
     "audit_events",
     "revocations",
     "sessions",
+    "recovery_codes",
+    "mfa_challenges",
     "users",
     "tortoise_migrations",
 )

@@ -3,6 +3,7 @@ so once) while Redis is away."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 
@@ -63,15 +64,53 @@ async def test_redis_down_falls_back_to_the_local_store_and_says_so_once(
 
 async def test_documents_are_shared_through_redis() -> None:
     url = redis_or_skip()
-    key = uuid.uuid4().hex + uuid.uuid4().hex  # 64 hex digits no other test uses
+    text = f"query Shared {{ __typename }} # {uuid.uuid4().hex}"  # no other test's key
+    key = hashlib.sha256(text.encode()).hexdigest()
     one, other = PersistedQueryStore(url), PersistedQueryStore(url)
     redis = Redis.from_url(url)
     try:
-        await one.put(key, "query Shared { __typename }")
-        assert await other.get(key) == "query Shared { __typename }"
+        await one.put(key, text)
+        assert await other.get(key) == text
         assert 0 < await redis.ttl(REDIS_PREFIX + key) <= docstore.REDIS_TTL
     finally:
         await redis.delete(REDIS_PREFIX + key)
         await redis.aclose()
         await one.close()
         await other.close()
+
+
+async def test_a_redis_value_is_served_only_under_its_own_sha256() -> None:
+    """Whoever can write to Redis (another app sharing it, a stale or hostile entry) cannot
+    make a hash run another text: what Redis returns is checked against the digest."""
+    url = redis_or_skip()
+    text = f"query Innocent {{ __typename }} # {uuid.uuid4().hex}"
+    key = hashlib.sha256(text.encode()).hexdigest()
+    store = PersistedQueryStore(url)
+    redis = Redis.from_url(url)
+    try:
+        await redis.set(REDIS_PREFIX + key, "query Evil { me { id } }")
+        assert await store.get(key) is None
+        assert len(store) == 0  # not kept here either
+        await redis.set(REDIS_PREFIX + key, text)
+        assert await store.get(key) == text
+    finally:
+        await redis.delete(REDIS_PREFIX + key)
+        await redis.aclose()
+        await store.close()
+
+
+async def test_an_oversized_redis_value_is_not_read_whole() -> None:
+    """A value longer than the text budget is refused after reading at most budget + 1 bytes."""
+    url = redis_or_skip()
+    text = "query Big { __typename }" + " " * 5_000
+    key = hashlib.sha256(text.encode()).hexdigest()
+    store = PersistedQueryStore(url, max_text_bytes=1_000)
+    redis = Redis.from_url(url)
+    try:
+        await redis.set(REDIS_PREFIX + key, text)
+        assert await store.get(key) is None
+        assert store.bytes == 0
+    finally:
+        await redis.delete(REDIS_PREFIX + key)
+        await redis.aclose()
+        await store.close()

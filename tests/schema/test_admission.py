@@ -31,6 +31,7 @@ LOGIN_DOC = LOGIN  # what the tests' frontend sends
         (LOGIN_DOC, Lane.SIGN_IN),
         (REGISTER, Lane.SIGN_IN),
         (REFRESH, Lane.REFRESH),
+        ('mutation { verifyMfa(mfaToken: "t", code: "1") { accessToken } }', Lane.SIGN_IN),
         ("mutation { logout }", Lane.SIGN_OUT),
         ("mutation { logoutAll }", Lane.SIGN_OUT),
         ('mutation { revokeSession(id: "1") }', Lane.SIGN_OUT),

@@ -60,7 +60,9 @@ async def test_access_token_claims_follow_the_contract(api: Api) -> None:
         "type",
         "roles",
         "auth_time",
+        "amr",
     }
+    assert claims["amr"] == ["pwd"]  # RFC 8176: a password sign-in
     assert claims["iss"] == "graphgate" and claims["aud"] == "graphgate-clients"
     assert claims["type"] == "access" and claims["roles"] == ["user"]
     assert claims["exp"] - claims["iat"] == 900

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from api.infra.metrics import is_operation_name
 from api.settings import SettingsError
 from schema.manifest import ManifestError
 from tests.helpers.api import Api
@@ -149,7 +150,16 @@ async def test_a_malformed_persisted_query_extension_is_bad_input(
 
 @pytest.mark.parametrize(
     "document_id",
-    ["sha256:" + "a" * 63, "md5:" + "a" * 64, "a" * 65, "sha256:" + "a" * 10_000, 42, ["a" * 64]],
+    [
+        "sha256:" + "a" * 63,
+        "md5:" + "a" * 64,
+        "a" * 65,
+        "sha256:" + "a" * 10_000,
+        42,
+        ["a" * 64],
+        "a" * 64 + "\n",  # `$` alone would let a trailing newline through
+        "sha256:" + "a" * 63 + "\n",
+    ],
 )
 async def test_a_malformed_document_id_is_bad_input(start_api: StartApi, document_id: Any) -> None:
     api = await start_api()
@@ -172,6 +182,29 @@ async def test_an_oversized_document_is_refused_before_it_is_hashed(start_api: S
     status, body = await send(api, apq(text, with_query=True), accept=GRAPHQL_RESPONSE)
     assert (status, code(body)) == (400, "QUERY_TOO_COMPLEX")
     assert code((await send(api, apq(text)))[1]) == "PERSISTED_QUERY_NOT_FOUND"
+
+
+@pytest.mark.parametrize("name", [5, ["Health"], {"a": 1}, "Health\n"])
+async def test_an_odd_operation_name_beside_a_named_document_is_no_crash(
+    start_api: StartApi, tmp_path: Path, name: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operation name goes into the access log and a metric label: a number, a list or a
+    trailing newline there was a 500 with a traceback (or a line break in the log)."""
+    api = await start_api(
+        TRUSTED_DOCUMENTS=str(codegen_manifest(tmp_path, HEALTH)), TRUSTED_DOCUMENTS_MODE="only"
+    )
+    with caplog.at_level(logging.INFO):
+        for body in (
+            {"documentId": sha(HEALTH)},
+            apq(HEALTH),
+            {"query": HEALTH},
+            {"query": "{ __typename }"},  # refused: DOCUMENT_NOT_TRUSTED
+        ):
+            resp = await api.client.post("/graphql", json={**body, "operationName": name})
+            assert resp.status < 500, (body, await resp.text())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if "\n" in r.getMessage()]
+    assert not is_operation_name(name)  # neither a log field nor a metric label
 
 
 async def test_apq_off_answers_not_supported(start_api: StartApi) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -137,6 +138,21 @@ async def test_subscribe_before_connection_init_is_refused(api: Api) -> None:
     ws = await api.client.ws_connect("/graphql", protocols=[PROTOCOL])
     await ws.send_json({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}})
     assert (await closed(ws))[0] == 4401  # the protocol's own "Unauthorized"
+
+
+@pytest.mark.parametrize("payload", [{"query": None}, {"query": 5}, {"query": ["x"]}, "x"])
+async def test_a_subscribe_without_a_document_is_an_invalid_message(
+    api: Api, payload: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No text and no named document: the protocol's 4400, not a traceback in the log and an
+    INTERNAL_SERVER_ERROR (or a silent `complete`) per message."""
+    token = (await api.register())["accessToken"]
+    ws = await open_socket(api, bearer(token))
+    assert await ws.receive_json(timeout=2) == {"type": "connection_ack"}
+    with caplog.at_level(logging.ERROR):
+        await ws.send_json({"id": "1", "type": "subscribe", "payload": payload})
+        assert (await closed(ws))[0] == 4400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_only_graphql_transport_ws_is_spoken(api: Api) -> None:

@@ -1,7 +1,8 @@
 // graphgate's GraphiQL page: GraphiQL plus a sign-in panel.
 //
 // Sign in runs the `login` mutation and puts "Authorization: Bearer <access token>" into
-// GraphiQL's headers; the access token is refreshed (the `refresh` mutation, which rotates
+// GraphiQL's headers (when `login` answers MFA_REQUIRED, the panel asks for a code from the
+// authenticator app, or a recovery code, and sends it with the MFA token to `verifyMfa`); the access token is refreshed (the `refresh` mutation, which rotates
 // the refresh token) shortly before it expires; sign out runs `logout` and clears both.
 // The refresh token lives in sessionStorage (this tab only), never in localStorage, and
 // GraphiQL is told not to persist headers, so no token outlives the tab.
@@ -15,6 +16,9 @@
   const PAIR = 'accessToken refreshToken expiresIn user { email }';
   const LOGIN = `mutation GraphiQLSignIn($email: String!, $password: String!) {
   login(email: $email, password: $password, device: "GraphiQL") { ${PAIR} }
+}`;
+  const VERIFY_MFA = `mutation GraphiQLVerifyMfa($mfaToken: String!, $code: String!) {
+  verifyMfa(mfaToken: $mfaToken, code: $code, device: "GraphiQL") { ${PAIR} }
 }`;
   const REFRESH = `mutation GraphiQLRefresh($token: String) {
   refresh(refreshToken: $token) { ${PAIR} }
@@ -39,6 +43,7 @@ query Me {
     refreshAt: 0, // ms since epoch: a little before expiry
     timer: null,
     inflight: null, // the one refresh in flight, shared by everyone who needs it
+    mfaToken: null, // between login's MFA_REQUIRED and verifyMfa; kept in memory only
     issued: new Set(), // access tokens this panel put into the headers
   };
 
@@ -46,6 +51,7 @@ query Me {
   const form = $('signin');
   const signedOut = form.querySelector('.gg-signed-out');
   const signedIn = form.querySelector('.gg-signed-in');
+  const codeStep = form.querySelector('.gg-code');
 
   function status(text, ok) {
     $('gg-status').textContent = text || '';
@@ -94,7 +100,10 @@ query Me {
 
   function render() {
     const on = Boolean(auth.accessToken);
-    signedOut.hidden = on;
+    const asking = !on && Boolean(auth.mfaToken);
+    signedOut.hidden = on || asking;
+    codeStep.hidden = !asking;
+    $('gg-email').required = $('gg-password').required = !asking;
     signedIn.hidden = !on;
     $('gg-who').textContent = auth.email || '';
     if (applyAuthorization) applyAuthorization(auth.accessToken);
@@ -157,25 +166,63 @@ query Me {
     return auth.inflight;
   }
 
+  async function firstStep() {
+    const body = await call(LOGIN, { email: $('gg-email').value, password: $('gg-password').value });
+    const error = (body.errors || [])[0];
+    const extensions = (error && error.extensions) || {};
+    $('gg-password').value = '';
+    if (extensions.code === 'MFA_REQUIRED') {
+      // The password was right; the MFA token and a code make the pair (verifyMfa).
+      auth.mfaToken = extensions.mfaToken;
+      render();
+      status('Enter the code from your authenticator app (or a recovery code)');
+      $('gg-code').focus();
+    } else if (error) {
+      status(failure(body));
+    } else {
+      adopt(body.data.login);
+      status('Signed in', true);
+    }
+  }
+
+  async function secondStep() {
+    const body = await call(VERIFY_MFA, { mfaToken: auth.mfaToken, code: $('gg-code').value });
+    const error = (body.errors || [])[0];
+    $('gg-code').value = '';
+    if (!error) {
+      auth.mfaToken = null;
+      adopt(body.data.verifyMfa);
+      status('Signed in', true);
+      return;
+    }
+    // A wrong code may be retried with the same MFA token; a spent one means start again.
+    if ((error.extensions || {}).code !== 'INVALID_CREDENTIALS' || /spent/.test(error.message)) {
+      auth.mfaToken = null;
+      render();
+    }
+    status(failure(body));
+  }
+
+  $('gg-cancel').addEventListener('click', () => {
+    auth.mfaToken = null;
+    render();
+    status('');
+  });
+
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const button = $('gg-signin');
     button.disabled = true;
     status('');
+    $('gg-verify').disabled = true;
     try {
-      const body = await call(LOGIN, { email: $('gg-email').value, password: $('gg-password').value });
-      const problem = failure(body);
-      if (problem) {
-        status(problem);
-      } else {
-        $('gg-password').value = '';
-        adopt(body.data.login);
-        status('Signed in', true);
-      }
+      if (auth.mfaToken) await secondStep();
+      else await firstStep();
     } catch (error) {
       status('Sign-in failed: ' + error.message);
     } finally {
       button.disabled = false;
+      $('gg-verify').disabled = false;
     }
   });
 
