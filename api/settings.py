@@ -101,6 +101,11 @@ class Settings:
     password_hash_max_wait: float = 2.0
     password_hash_nice: int = 5
     max_in_flight: int = 1000
+    max_in_flight_sign_in: int = 64
+    max_in_flight_refresh: int = 64
+    max_in_flight_sign_out: int = 32
+    shed_loop_lag: float = 0.04
+    max_loop_lag: float = 0.25
     max_websockets: int = 1000
     max_websockets_per_user: int = 10
     max_websockets_per_ip: int = 50
@@ -448,6 +453,11 @@ def load_settings(
         password_hash_max_wait=_float(env, "PASSWORD_HASH_MAX_WAIT", low=0.0),
         password_hash_nice=_int(env, "PASSWORD_HASH_NICE", low=0),
         max_in_flight=_int(env, "MAX_IN_FLIGHT", low=1),
+        max_in_flight_sign_in=_int(env, "MAX_IN_FLIGHT_SIGN_IN", low=1),
+        max_in_flight_refresh=_int(env, "MAX_IN_FLIGHT_REFRESH", low=1),
+        max_in_flight_sign_out=_int(env, "MAX_IN_FLIGHT_SIGN_OUT", low=1),
+        shed_loop_lag=_float(env, "SHED_LOOP_LAG", low=0.0),
+        max_loop_lag=_float(env, "MAX_LOOP_LAG", low=0.0),
         max_websockets=_int(env, "MAX_WEBSOCKETS", low=0),
         max_websockets_per_user=_int(env, "MAX_WEBSOCKETS_PER_USER", low=1),
         max_websockets_per_ip=_int(env, "MAX_WEBSOCKETS_PER_IP", low=1),

@@ -219,8 +219,28 @@ DOCS: dict[str, SettingDoc] = {
         "saturated, `QUERY_TOO_COMPLEX` otherwise"
     ),
     "max_in_flight": SettingDoc(
-        "GraphQL requests one worker handles at once; past it `503` + `SERVICE_UNAVAILABLE` "
-        "+ `Retry-After: 1`"
+        "GraphQL requests of the `other` lane (queries and every mutation not below) one "
+        "worker handles at once; past it `503` + `SERVICE_UNAVAILABLE` + `Retry-After: 1`"
+    ),
+    "max_in_flight_sign_in": SettingDoc(
+        "`login`, `verifyMfa` and `register` requests one worker handles at once, a budget of their own: a "
+        "flood of other operations cannot take it (same `503` past it)"
+    ),
+    "max_in_flight_refresh": SettingDoc(
+        "`refresh` requests one worker handles at once, a budget of their own (same `503`)"
+    ),
+    "max_in_flight_sign_out": SettingDoc(
+        "`logout`, `logoutAll` and `revokeSession` requests one worker handles at once, a "
+        "budget of their own (same `503`)"
+    ),
+    "shed_loop_lag": SettingDoc(
+        "seconds of event-loop lag past which, while a sign-in, refresh or sign-out is in "
+        "progress, a worker refuses new `other`-lane requests (`503` + `Retry-After: 1`); a "
+        "sign-in's password hash waiting for a thread does the same"
+    ),
+    "max_loop_lag": SettingDoc(
+        "seconds of event-loop lag past which a worker refuses new `other`-lane requests at "
+        "any time (the same `503`), so a sign-in that arrives meets a short queue"
     ),
     "max_websockets": SettingDoc(
         "WebSockets open at once per worker; past it the handshake gets the same `503`"

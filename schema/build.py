@@ -12,6 +12,7 @@ from strawberry.tools import merge_types
 from api.settings import Settings
 from schema.account import AccountMutation
 from schema.admin import AdminQuery
+from schema.admission import check_lanes
 from schema.documents import ParseOnce, ValidationResults
 from schema.execution import GraphGateSchema, MaskUnexpectedErrors
 from schema.guards import check_guards
@@ -52,6 +53,7 @@ def build_schema(settings: Settings, trusted: Iterable[TrustedDocument] = ()) ->
         execution_timeout=settings.execution_timeout,
     )
     check_guards(schema)
+    check_lanes(schema)
     lean_fields(schema)
     check_documents(trusted, schema._schema, settings, validated)
     return schema

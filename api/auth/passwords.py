@@ -84,6 +84,11 @@ class PasswordHasher:
         that ran too long was most likely waiting its turn (the server is short of CPU)."""
         return time.monotonic() - self._queued_at < BACKLOG_MEMORY
 
+    @property
+    def queued(self) -> bool:
+        """A hash is waiting for a thread right now: hashing is short of CPU at this moment."""
+        return self._pending > self._threads
+
     async def _run(self, fn: Callable[..., object], *args: object) -> object:
         expected_wait = self._pending * self._seconds_per_hash / self._threads
         if self._slots.locked() or expected_wait > self._max_wait:

@@ -17,7 +17,14 @@ from api.infra.tasks import cancel_all
 from api.networks import TrustedNetworks, parse_networks, rate_limit_key
 from api.services import Services
 from api.settings import Settings
-from api.web.appkeys import DRAINING_KEY, LOOP_LAG_KEY, SERVICES_KEY, SETTINGS_KEY
+from api.web.admission import request_lane
+from api.web.appkeys import (
+    ADMISSION_LAG_KEY,
+    DRAINING_KEY,
+    LOOP_LAG_KEY,
+    SERVICES_KEY,
+    SETTINGS_KEY,
+)
 from api.web.clients import client_ip
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
@@ -25,6 +32,7 @@ from api.web.middleware import cors, hide_server_version, identity_bodies_only, 
 from api.web.overload import LoopLag, in_flight_limit
 from api.web.persisted import persisted_documents, store_ctx
 from api.web.telemetry import add_telemetry
+from schema.admission import Lane, LaneClassifier
 
 log = logging.getLogger("graphgate")
 
@@ -93,9 +101,20 @@ async def mail_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(app[LOOP_LAG_KEY].watch())
+    tasks = [asyncio.create_task(app[key].watch()) for key in (LOOP_LAG_KEY, ADMISSION_LAG_KEY)]
     yield
-    await cancel_all([task])
+    await cancel_all(tasks)
+
+
+def short_of_cpu(lag: LoopLag, hashes_queued: bool, priority_waiting: bool, s: Settings) -> bool:
+    """Whether the worker refuses ordinary operations now. Any time the loop runs MAX_LOOP_LAG
+    late (so a sign-in arriving meets a short queue); while a sign-in, refresh or sign-out is
+    in progress, already past SHED_LOOP_LAG (each of its ~30 turns stays short), or when its
+    hashes wait for a thread (the hashing threads share the cores, below the loop)."""
+    late = max(lag.late_now(), lag.sustained)
+    if priority_waiting and (hashes_queued or late > s.shed_loop_lag):
+        return True
+    return late > s.max_loop_lag
 
 
 _heap_frozen = False
@@ -122,6 +141,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
 
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
+    admission_lag = LoopLag(interval=0.01)
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
@@ -129,8 +149,17 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
             identity_bodies_only,
             cors(settings.cors_origins),
             in_flight_limit(
-                settings.max_in_flight,
+                {
+                    Lane.SIGN_IN: settings.max_in_flight_sign_in,
+                    Lane.REFRESH: settings.max_in_flight_refresh,
+                    Lane.SIGN_OUT: settings.max_in_flight_sign_out,
+                    Lane.OTHER: settings.max_in_flight,
+                },
                 settings.max_websockets,
+                lane_of=request_lane(LaneClassifier()),
+                busy=lambda priority_waiting: short_of_cpu(
+                    admission_lag, app[SERVICES_KEY].hasher.queued, priority_waiting, settings
+                ),
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
                 protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -140,6 +169,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app[SETTINGS_KEY] = settings
     app[SERVICES_KEY] = services = Services.build(settings, clock)
     app[LOOP_LAG_KEY] = LoopLag()
+    app[ADMISSION_LAG_KEY] = admission_lag
     app[DRAINING_KEY] = asyncio.Event()
     add_telemetry(app, services.metrics)  # outermost: request id, access log, metrics
     app.cleanup_ctx.append(loop_lag_ctx)

@@ -15,5 +15,7 @@ if TYPE_CHECKING:
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 SERVICES_KEY: web.AppKey[Services] = web.AppKey("services")
 LOOP_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("loop_lag")
+# The same signal sampled every 10 ms: when to shed ordinary requests (overload.py).
+ADMISSION_LAG_KEY: web.AppKey[LoopLag] = web.AppKey("admission_lag")
 # Set once SIGTERM has come: /readyz answers 503 while requests are still served.
 DRAINING_KEY: web.AppKey[asyncio.Event] = web.AppKey("draining")

@@ -1,8 +1,11 @@
-"""Load shedding: at most MAX_IN_FLIGHT GraphQL requests and MAX_WEBSOCKETS sockets per worker.
+"""Load shedding: GraphQL requests in progress per worker are bounded per admission lane
+(schema/admission.py: sign-in, refresh, sign-out, other), and MAX_WEBSOCKETS sockets.
 
 Tortoise hands out pooled connections with no limit on the wait, and every waiting request
-holds memory: past the bound, a new request is answered at once with 503, the contract code
-SERVICE_UNAVAILABLE and `Retry-After`, so a flood costs quick refusals, not growing latency.
+holds memory: past its lane's bound, a new request is answered at once with 503, the contract
+code SERVICE_UNAVAILABLE and `Retry-After`, so a flood costs quick refusals, not growing
+latency. Each lane has its own budget, so a flood of ordinary operations is shed while
+sign-ins, refreshes and sign-outs still get in (api/web/admission.py reads the lane).
 WebSockets live long, so they count on their own limit, and at most MAX_WEBSOCKETS_PER_IP
 come from one client address (an IPv6 client's /64); only a handshake aiohttp would accept
 is a socket. The health endpoints are not counted.
@@ -18,19 +21,26 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from api.errors import ServiceUnavailableError
+from schema.admission import Lane
 
 log = logging.getLogger(__name__)
+
+# Set on this middleware's 503s: counted in the metrics, not written to the access log one by
+# one (api/web/telemetry.py); a flood must not become as many log lines.
+REFUSED_KEY: web.ResponseKey[bool] = web.ResponseKey("graphgate_refused", bool)
 
 _BODY = json.dumps(
     ServiceUnavailableError("Too many requests in progress; retry in a moment.").response_body()
 )
 
+_BODY_BYTES = _BODY.encode()
+_RETRY_LATER = {"Retry-After": "1"}
 
 _PER_IP_BODY = json.dumps(
     {
@@ -45,9 +55,11 @@ _PER_IP_BODY = json.dumps(
 
 
 def _refused() -> web.Response:
-    return web.Response(
-        text=_BODY, status=503, content_type="application/json", headers={"Retry-After": "1"}
+    response = web.Response(
+        body=_BODY_BYTES, status=503, content_type="application/json", headers=_RETRY_LATER
     )
+    response[REFUSED_KEY] = True
+    return response
 
 
 def _too_many_from() -> web.Response:
@@ -69,26 +81,31 @@ def is_websocket_handshake(request: web.Request, protocols: Sequence[str] = ()) 
 
 
 def in_flight_limit(
-    limit: int,
+    budgets: Mapping[Lane, int],
     sockets_limit: int,
     *,
+    lane_of: Callable[[web.Request], Awaitable[Lane]],
+    busy: Callable[[bool], bool] = lambda priority_waiting: False,
     sockets_per_client: int,
     client_key: Callable[[web.Request], str],
     protocols: Sequence[str] = (),
     path: str = "/graphql",
 ) -> Middleware:
-    """A middleware refusing requests to `path` while `limit` of them are in progress, and
+    """A middleware refusing requests to `path` while `budgets[lane]` of their lane
+    (`lane_of`) are in progress, or, in the `other` lane, while the worker is `busy` (told
+    whether a request of a priority lane is in progress); and
     WebSocket handshakes while `sockets_limit` sockets are open (503) or while the client
     (`client_key`) has `sockets_per_client` open (429)."""
-    in_flight = 0
+    in_flight: Counter[Lane] = Counter()
+    shedding: set[Lane] = set()  # lanes warned about once per episode
     sockets = 0
     per_client: Counter[str] = Counter()
     full_clients: set[str] = set()  # warned about once until one of their sockets closes
-    shedding = sockets_full = False
+    sockets_full = False
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        nonlocal in_flight, sockets, shedding, sockets_full
+        nonlocal sockets, sockets_full
         if request.path != path:
             return await handler(request)
         # Only a real handshake is exempt from MAX_IN_FLIGHT: any other request claiming
@@ -116,19 +133,28 @@ def in_flight_limit(
                 full_clients.discard(key)
                 if per_client[key] <= 0:
                     del per_client[key]
-        if in_flight >= limit:
-            if not shedding:  # once per episode, not once per refused request
-                shedding = True
-                log.warning("overload: %d requests in progress; refusing new ones", in_flight)
+        lane = await lane_of(request)
+        limit = budgets[lane]
+        # A request that completes in one turn of the loop is never "in progress" when the
+        # next one arrives: past the worker's CPU, the queue is the loop itself (and the
+        # sockets behind it), which only its lag shows. Ordinary operations give way first.
+        if in_flight[lane] >= limit or (
+            lane is Lane.OTHER and busy(in_flight.total() > in_flight[Lane.OTHER])
+        ):
+            if lane not in shedding:  # once per episode, not once per refused request
+                shedding.add(lane)
+                log.warning(
+                    "overload: %d %s requests in progress; refusing new ones", in_flight[lane], lane
+                )
             return _refused()
-        if shedding and in_flight < limit // 2:
-            shedding = False
-            log.info("overload: over; %d requests in progress", in_flight)
-        in_flight += 1
+        if lane in shedding and in_flight[lane] < limit // 2:
+            shedding.discard(lane)
+            log.info("overload: over; %d %s requests in progress", in_flight[lane], lane)
+        in_flight[lane] += 1
         try:
             return await handler(request)
         finally:
-            in_flight -= 1
+            in_flight[lane] -= 1
 
     return middleware
 
@@ -141,9 +167,20 @@ class LoopLag:
 
     SATURATED = 0.1  # seconds of lag past which the worker counts as saturated (healthy: ms)
 
-    def __init__(self, interval: float = 0.1) -> None:
+    def __init__(self, interval: float = 0.1, decay: float = 0.8) -> None:
         self._interval = interval
+        self._decay = decay
         self.seconds = 0.0
+        # The smaller of the last two samples: late twice in a row is saturation, not one
+        # long step (a first-sight document, a collection).
+        self.sustained = 0.0
+        self._last = 0.0
+        self._due = float("inf")  # when the sampler should wake next
+
+    def late_now(self) -> float:
+        """How late the sampler is at this moment: a turn of the loop that is already long
+        shows here before it ends (the samples only show it afterwards)."""
+        return max(0.0, asyncio.get_running_loop().time() - self._due)
 
     @property
     def saturated(self) -> bool:
@@ -152,8 +189,10 @@ class LoopLag:
     async def watch(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + self._interval
+            due = self._due = loop.time() + self._interval
             await asyncio.sleep(self._interval)
             late = max(0.0, loop.time() - due)
-            # Rises at once, decays over about a second: one quick tick does not clear it.
-            self.seconds = max(late, self.seconds * 0.8)
+            # Rises at once, decays over about a second (by default): one quick tick does
+            # not clear it.
+            self.seconds = max(late, self.seconds * self._decay)
+            self.sustained, self._last = min(late, self._last), late

@@ -50,6 +50,7 @@ def setup_logging(log_format: str = "text") -> None:
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
+LISTEN_BACKLOG = 2048  # connections the kernel queues for accept() per worker
 
 
 def return_big_buffers_to_the_system() -> bool:
@@ -88,6 +89,10 @@ def run_worker(settings: Settings, host: str, port: int, reuse_port: bool) -> No
         host=host,
         port=port,
         reuse_port=reuse_port,
+        # aiohttp's 128: a flood's new connections overflow it, and the kernel then drops a
+        # sign-in's connection too (its client retries in 1, 3, 7 s). The kernel caps it at
+        # net.core.somaxconn (4096 on current kernels).
+        backlog=LISTEN_BACKLOG,
         shutdown_timeout=settings.shutdown_timeout,
         print=None,
         access_log=None,  # request lines would carry GET query strings; tokens never, but keep quiet

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from api.infra.logs import CONTEXT_FIELDS, RequestScope, enter_scope, leave_scope, request_id_from
 from api.infra.metrics import Metrics
+from api.web.overload import REFUSED_KEY
 
 log = logging.getLogger("graphgate.access")
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -37,9 +38,11 @@ def telemetry_middleware(metrics: Metrics) -> Middleware:
         token = enter_scope(scope)
         started = time.perf_counter()
         status = 500
+        refused = False
         try:
             response = await handler(request)
             status = response.status
+            refused = response.get(REFUSED_KEY, False)
             return response
         except web.HTTPException as exc:
             status = exc.status
@@ -55,18 +58,21 @@ def telemetry_middleware(metrics: Metrics) -> Middleware:
                     ok=scope.graphql_ok,
                     seconds=seconds,
                 )
-            context = {name: getattr(scope, name) for name in CONTEXT_FIELDS}
-            log.info(
-                "%s %s %s",
-                request.method,
-                route,
-                status,
-                extra={
-                    **{k: v for k, v in context.items() if v is not None},
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
+            # A 503 of overload.py is counted above, not logged one by one: a flood must not
+            # become as many log lines (one warning per episode says it).
+            if not refused:
+                context = {name: getattr(scope, name) for name in CONTEXT_FIELDS}
+                log.info(
+                    "%s %s %s",
+                    request.method,
+                    route,
+                    status,
+                    extra={
+                        **{k: v for k, v in context.items() if v is not None},
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 2),
+                    },
+                )
             leave_scope(token)
 
     return telemetry

@@ -30,6 +30,10 @@ BASE_ENV = {
     "JWT_REFRESH_SECRET": "test-refresh-secret-0123456789-abcdefghij",
     "RATE_LIMIT_PER_EMAIL": "",
     "RATE_LIMIT_PER_IP": "",
+    # Shedding for event-loop lag depends on how busy the test machine is: off, except where
+    # a test sets it (tests/reliability/test_admission.py, with the lag held still).
+    "SHED_LOOP_LAG": "3600",
+    "MAX_LOOP_LAG": "3600",
 }
 # What APP_ENV=production refuses to start without (besides the secrets above).
 PRODUCTION_NEEDS = {

@@ -26,7 +26,9 @@ async def test_concurrent_registrations_of_one_email_make_exactly_one_account(
     start_api: Callable[..., Awaitable[Api]],
 ) -> None:
     # About atomicity, not capacity: let every one of the 100 hashes wait its turn.
-    api = await start_api(PASSWORD_HASH_MAX_WAIT="60")
+    api = await start_api(
+        PASSWORD_HASH_MAX_WAIT="60", MAX_IN_FLIGHT_SIGN_IN="100", EXECUTION_TIMEOUT="120"
+    )
     emails = ["ada@example.com", " Ada@Example.COM "]  # one address once normalised
     bodies = await asyncio.gather(
         *(

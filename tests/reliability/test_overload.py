@@ -20,10 +20,10 @@ async def _timed_login(api: Api) -> tuple[int, dict[str, Any], Any, float]:
     return status, body, headers, time.monotonic() - started
 
 
-async def test_requests_past_max_in_flight_get_503_at_once(
+async def test_requests_past_their_lanes_budget_get_503_at_once(
     start_api: Callable[..., Awaitable[Api]],
 ) -> None:
-    api = await start_api(MAX_IN_FLIGHT="2")
+    api = await start_api(MAX_IN_FLIGHT_SIGN_IN="2")
     await api.register(**CREDENTIALS)
     results = await asyncio.gather(*(_timed_login(api) for _ in range(12)))
     served = [r for r in results if r[0] == 200]

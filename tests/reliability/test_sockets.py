@@ -16,10 +16,10 @@ from tests.helpers.sockets import PROTOCOL, bearer, closed, open_socket
 CREDENTIALS = {"email": "ada@example.com", "password": "correct horse"}
 
 
-async def test_a_post_claiming_a_websocket_upgrade_counts_against_max_in_flight(
+async def test_a_post_claiming_a_websocket_upgrade_counts_against_its_lanes_budget(
     start_api: StartApi,
 ) -> None:
-    api = await start_api(MAX_IN_FLIGHT="2")
+    api = await start_api(MAX_IN_FLIGHT_SIGN_IN="2")  # a login: the sign-in lane
     await api.register(**CREDENTIALS)
     results = await asyncio.gather(
         *(api.post(LOGIN, CREDENTIALS, Upgrade="websocket") for _ in range(12))
@@ -30,7 +30,7 @@ async def test_a_post_claiming_a_websocket_upgrade_counts_against_max_in_flight(
 
 
 async def test_open_sockets_do_not_count_against_max_in_flight(start_api: StartApi) -> None:
-    api = await start_api(MAX_IN_FLIGHT="1")
+    api = await start_api(MAX_IN_FLIGHT="1", MAX_IN_FLIGHT_SIGN_IN="1")
     token = (await api.register(**CREDENTIALS))["accessToken"]
     sockets = [await open_socket(api, bearer(token)) for _ in range(3)]
     for ws in sockets:
