@@ -142,6 +142,8 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     hide_server_version()
     trusted = TrustedNetworks(parse_networks("TRUSTED_PROXIES", settings.trusted_proxies))
     admission_lag = LoopLag(interval=0.01)
+    # A manifest that cannot be read or holds an invalid document stops the start here.
+    documents = read_manifest(settings.trusted_documents) if settings.trusted_documents else ()
     # security_headers outermost: CORS preflights and overload answers get the headers too.
     app = web.Application(
         middlewares=[
@@ -156,7 +158,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
                     Lane.OTHER: settings.max_in_flight,
                 },
                 settings.max_websockets,
-                lane_of=request_lane(LaneClassifier()),
+                lane_of=request_lane(LaneClassifier(), {d.id: d.text for d in documents}),
                 busy=lambda priority_waiting: short_of_cpu(
                     admission_lag, app[SERVICES_KEY].hasher.queued, priority_waiting, settings
                 ),
@@ -179,8 +181,6 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
     app.cleanup_ctx.append(events_ctx)
     app.cleanup_ctx.append(mail_ctx)  # after the database: drained before it closes
 
-    # A manifest that cannot be read or holds an invalid document stops the start here.
-    documents = read_manifest(settings.trusted_documents) if settings.trusted_documents else ()
     persisted = persisted_documents(settings, documents)
     app.cleanup_ctx.append(store_ctx(persisted))
     view = AuthGraphQLView(

@@ -8,10 +8,13 @@ a request with a bearer token waits in its token check.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,3 +277,39 @@ async def test_ordinary_operations_give_way_while_sign_ins_wait_for_a_hashing_th
     tasks.clear()
     status, body, _ = await api.post(READ, token=held.token)
     assert status == 200 and "errors" not in body
+
+
+async def test_a_login_sent_as_a_trusted_document_keeps_its_lane(
+    start_api: StartApi, tasks: list[asyncio.Task[Any]], tmp_path: Path
+) -> None:
+    """An app that ships its login in the manifest sends only its id: the lane comes from the
+    manifest's text, and a read sent by id is shed like any read."""
+    login = (
+        "mutation SignIn($email: String!, $password: String!) "
+        "{ login(email: $email, password: $password) { accessToken } }"
+    )
+    read = "query Me { me { id roles } }"
+    manifest = {hashlib.sha256(text.encode()).hexdigest(): text for text in (login, read)}
+    path = tmp_path / "persisted-documents.json"
+    path.write_text(json.dumps(manifest))
+    held = await _held(start_api, MAX_IN_FLIGHT="1", TRUSTED_DOCUMENTS=str(path))
+    api = held.api
+    held.logins.opened.set()
+    tasks.append(asyncio.create_task(api.post(READ, token=held.token)))
+    await held.reads.wait_held(1)
+    ids = {text: f"sha256:{digest}" for digest, text in manifest.items()}
+    resp = await api.client.post(
+        "/graphql",
+        json={"documentId": ids[read]},
+        headers={"Authorization": f"Bearer {held.token}"},
+    )
+    assert _refused(resp.status, await resp.json(), resp.headers)
+    resp = await api.client.post(
+        "/graphql", json={"documentId": ids[login], "variables": CREDENTIALS}
+    )
+    body = await resp.json()
+    assert resp.status == 200 and body["data"]["login"]["accessToken"], body
+    apq = {"persistedQuery": {"version": 1, "sha256Hash": ids[login].removeprefix("sha256:")}}
+    resp = await api.client.post("/graphql", json={"extensions": apq, "variables": CREDENTIALS})
+    body = await resp.json()
+    assert resp.status == 200 and body["data"]["login"]["accessToken"], body
