@@ -186,7 +186,7 @@ DOCS: dict[str, SettingDoc] = {
     # Abuse and cost limits
     "rate_limit_per_email": SettingDoc(
         "failed password checks (`login`, `changePassword`, `changeEmail`, `deleteAccount`, "
-        "fresh sign-in) and mail requests per normalised email, in the notation of the "
+        "fresh sign-in; second-factor codes count as such) and mail requests per normalised email, in the notation of the "
         "`limits` library; empty disables"
     ),
     "rate_limit_per_ip": SettingDoc(

@@ -33,7 +33,9 @@ def qr_svg(uri: str) -> str:
 def matching_step(secret: str, code: str, now: float) -> int | None:
     """The time step (now ±SKEW) whose code this is, or None."""
     code = code.strip().replace(" ", "")
-    if len(code) != DIGITS or not code.isdigit():
+    # isascii first: str.isdigit() is true for '١٢٣٤٥٦' or '¹²³⁴⁵⁶' too, which
+    # hmac.compare_digest refuses (TypeError) instead of calling them wrong.
+    if len(code) != DIGITS or not code.isascii() or not code.isdigit():
         return None
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP)
     current = int(now) // STEP

@@ -13,7 +13,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from api.auth import totp
 from api.auth.audit import AuditLog
-from api.auth.fresh import FreshAuth
+from api.auth.fresh import FreshAuth, signed_in_from
 from api.auth.mfa_tokens import MfaTokens
 from api.auth.ratelimit import RateLimiter
 from api.auth.second_factor import SecondFactor, check_code_input
@@ -22,7 +22,12 @@ from api.clock import Clock
 from api.db.connection import atomic
 from api.db.models import RecoveryCode, Session, User
 from api.db.reads import UserView
-from api.errors import BadUserInputError, InvalidCredentialsError
+from api.errors import (
+    BadUserInputError,
+    InvalidCredentialsError,
+    RateLimitedError,
+    TokenRevokedError,
+)
 from api.identity import AccessClaims, ClientInfo
 
 # The session that confirmed enrolment proved a code: its next tokens say so.
@@ -98,7 +103,34 @@ class MfaEnrolment:
         Every other session of the user ends (they were signed in with the password alone,
         which may be what a thief holds); this one continues, its next tokens multi-factor."""
         check_code_input(code)
-        await self._limiter.hit_ip(client.ip)
+        owner = await User.get_or_none(id=caller.sub)
+        if owner is None:
+            raise TokenRevokedError()
+        email = owner.email
+        # A wrong first code is a wrong code like any other: it counts against the email (and
+        # the IP), reserved before the check, so a stolen session cannot guess the code of a
+        # pending secret from many addresses, turn it on and take its recovery codes.
+        try:
+            attempt = self._limiter.password_attempt(
+                email, client.ip, lambda: signed_in_from(email, client.ip)
+            )
+            async with attempt as counted:
+                ok, codes, user = await self._confirm(caller, code, client)
+                if not ok:
+                    counted.failed()
+        except RateLimitedError:
+            await self._audit.record("mfa_rate_limited", user_id=owner.id, ip=client.ip)
+            raise
+        if not ok:
+            await self._audit.record("totp_confirm_failed", user_id=user.id, ip=client.ip)
+            raise InvalidCredentialsError("The code is wrong: enter the one the app shows now.")
+        return codes
+
+    async def _confirm(
+        self, caller: AccessClaims, code: str, client: ClientInfo
+    ) -> tuple[bool, list[str], User]:
+        """Check the code against the pending secret and turn it on, in one transaction."""
+        codes: list[str] = []
         async with atomic() as conn:
             user = await self._sessions.lock_caller(caller, conn)
             if user.totp_secret is not None:
@@ -117,10 +149,7 @@ class MfaEnrolment:
                 await self._audit.record(
                     "totp_enabled", user_id=user.id, ip=client.ip, using_db=conn
                 )
-        if not ok:
-            await self._audit.record("totp_confirm_failed", user_id=user.id, ip=client.ip)
-            raise InvalidCredentialsError("The code is wrong: enter the one the app shows now.")
-        return codes
+        return ok, codes, user
 
     async def disable(
         self, caller: AccessClaims, code: str | None, password: str | None, client: ClientInfo
