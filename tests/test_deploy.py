@@ -22,7 +22,14 @@ from tests.helpers.env import PRODUCTION_NEEDS, ROOT
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 MANIFESTS = sorted(KUBERNETES.glob("*.yaml"))
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor still supported upstream when written
-SECRET_KEYS = {"JWT_SECRET", "JWT_REFRESH_SECRET", "METRICS_TOKEN", "DATABASE_URL", "REDIS_URL"}
+SECRET_KEYS = {
+    "JWT_SECRET",
+    "JWT_REFRESH_SECRET",
+    "METRICS_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MFA_ENCRYPTION_KEY",  # production refuses MFA enrolment without it
+}
 
 
 def resources() -> dict[str, dict[str, Any]]:
@@ -175,3 +182,12 @@ def test_trusted_proxies_is_no_whole_private_network() -> None:
     for entry in settings["TRUSTED_PROXIES"].split(","):
         network = ipaddress.ip_network(entry.strip())
         assert network.prefixlen >= (16 if network.version == 4 else 48), entry
+
+
+def test_the_secret_recipe_makes_every_secret_the_app_reads() -> None:
+    """The README's `kubectl create secret` names every secret setting: one left out is either
+    missing in production (MFA enrolment answers SERVICE_UNAVAILABLE without its key) or put
+    into the plain ConfigMap by whoever adds it later."""
+    recipe = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    for name in SECRET_KEYS:
+        assert f"--from-literal={name}=" in recipe, name
