@@ -22,7 +22,14 @@ from tests.helpers.env import PRODUCTION_NEEDS, ROOT
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 MANIFESTS = sorted(KUBERNETES.glob("*.yaml"))
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor still supported upstream when written
-SECRET_KEYS = {"JWT_SECRET", "JWT_REFRESH_SECRET", "METRICS_TOKEN", "DATABASE_URL", "REDIS_URL"}
+SECRET_KEYS = {
+    "JWT_SECRET",
+    "JWT_REFRESH_SECRET",
+    "METRICS_TOKEN",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MFA_ENCRYPTION_KEY",  # production refuses MFA enrolment without it
+}
 
 
 def resources() -> dict[str, dict[str, Any]]:
@@ -148,3 +155,39 @@ def test_compose_runs_its_replicas_behind_the_rigs_haproxy_configuration() -> No
         environment = services[name]["environment"]
         assert environment["TRUSTED_PROXIES"] == proxy_address
         assert int(environment["SHUTDOWN_DELAY"]) >= 1
+
+
+def test_only_the_ingress_controller_may_reach_the_pods() -> None:
+    """TRUSTED_PROXIES names a range, and every pod of a cluster can reach every other pod: any
+    pod in the range could send its own X-Forwarded-For straight to a replica (a fresh per-IP
+    bucket per request, any address in the sessions and the audit log). A NetworkPolicy lets
+    in only the ingress controller's namespace (and Prometheus for /metrics, its own rule)."""
+    policy = resources()["NetworkPolicy"]
+    api = resources()["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == api
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    for rule in policy["spec"]["ingress"]:
+        assert rule["from"], rule  # an empty `from` lets every source in
+        for source in rule["from"]:
+            assert "ipBlock" not in source and source["namespaceSelector"]["matchLabels"], source
+
+
+def test_trusted_proxies_is_no_whole_private_network() -> None:
+    """10.0.0.0/8 trusts every host of a typical VPC: a client inside it (a VPN user, another
+    service) goes through the ingress with its own address trusted, so the walk back through
+    X-Forwarded-For reaches the entries it wrote itself."""
+    import ipaddress
+
+    settings = resources()["ConfigMap"]["data"]
+    for entry in settings["TRUSTED_PROXIES"].split(","):
+        network = ipaddress.ip_network(entry.strip())
+        assert network.prefixlen >= (16 if network.version == 4 else 48), entry
+
+
+def test_the_secret_recipe_makes_every_secret_the_app_reads() -> None:
+    """The README's `kubectl create secret` names every secret setting: one left out is either
+    missing in production (MFA enrolment answers SERVICE_UNAVAILABLE without its key) or put
+    into the plain ConfigMap by whoever adds it later."""
+    recipe = (KUBERNETES / "README.md").read_text(encoding="utf-8")
+    for name in SECRET_KEYS:
+        assert f"--from-literal={name}=" in recipe, name

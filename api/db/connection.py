@@ -124,7 +124,16 @@ async def one_migrator() -> AsyncIterator[None]:
         yield  # SQLite: one file, one server; its own write lock serialises the rest
         return
     async with client.acquire_connection() as raw:
-        await raw.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+        # Tried every half second, not waited for in one statement: DATABASE_STATEMENT_TIMEOUT
+        # (the pool's command timeout) would cut that wait off when the other process's
+        # migration takes longer, and this process would fail its start. A holder that dies
+        # lets go with its connection; the orchestrator's deadlines bound the wait.
+        waiting = False
+        while not await raw.fetchval(f"SELECT pg_try_advisory_lock({MIGRATION_LOCK})"):
+            if not waiting:
+                waiting = True
+                log.info("migrations: another process is migrating; waiting for it")
+            await asyncio.sleep(0.5)
         try:
             yield
         finally:

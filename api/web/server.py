@@ -107,22 +107,33 @@ def unready_before_closing(
     """An on_startup hook: SIGTERM first makes /readyz answer 503 for `delay` seconds while
     requests are still served, so the load balancer takes this worker out of rotation before
     its port closes (a closed port refuses what is still on its way); then the usual graceful
-    exit. A second SIGTERM exits at once. SIGINT stays immediate."""
+    exit. A second SIGTERM skips the rest of the wait, never the drain. SIGINT stays
+    immediate."""
     from aiohttp import web
 
     async def install(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         draining = app[DRAINING_KEY]
 
+        timer: asyncio.TimerHandle | None = None
+        exiting = False
+
         def exit_gracefully() -> None:
+            nonlocal exiting
+            if timer is not None:
+                timer.cancel()  # else it fires into the drain and cuts it off
+            exiting = True
             raise web.GracefulExit  # what aiohttp's own SIGTERM handler raises
 
         def on_sigterm() -> None:
+            nonlocal timer
+            if exiting:  # already draining: a GracefulExit now would cut the drain off
+                return
             if draining.is_set():
                 exit_gracefully()
             draining.set()
             log.info("worker %d draining: not ready, closing in %s s", os.getpid(), delay)
-            loop.call_later(delay, exit_gracefully)
+            timer = loop.call_later(delay, exit_gracefully)
 
         # Replaces the handler run_app installed (it installs its own before start-up).
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)

@@ -151,3 +151,56 @@ async def test_a_second_sigterm_skips_the_rest_of_the_shutdown_delay(
     await asyncio.to_thread(server.wait_for_log, "draining")
     server.terminate()
     assert await asyncio.to_thread(server.wait, 20) == 0  # long before the 60 s are over
+
+
+async def test_a_second_sigterm_during_the_delay_still_drains_every_accepted_request(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """The second SIGTERM skips the wait, not the drain: the timer the first one set must not
+    fire later into the drain (it raised GracefulExit there and cut the requests off)."""
+    server = serve(
+        DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3",
+        SHUTDOWN_DELAY="1",
+        PASSWORD_HASH_THREADS="1",
+        PASSWORD_HASH_MAX_WAIT="60",
+    )
+    server.wait_ready().wait_for_log("started")
+    async with aiohttp.ClientSession() as session:
+        await post(session, server.url, REGISTER, CREDENTIALS)
+    # 64 logins on one hashing thread: the drain lasts well past the first SIGTERM's timer.
+    logins = [asyncio.create_task(_login_on_own_connection(server.url)) for _ in range(64)]
+    await asyncio.sleep(0.4)
+    server.terminate()
+    await asyncio.to_thread(server.wait_for_log, "draining")
+    server.terminate()
+    bodies = await asyncio.gather(*logins, return_exceptions=True)
+    for body in bodies:
+        assert isinstance(body, dict) and body["data"]["login"]["accessToken"], body
+    assert await asyncio.to_thread(server.wait, 60) == 0
+
+
+async def test_a_sigterm_during_the_drain_does_not_cut_it(
+    serve: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """After the delay, the worker drains; another SIGTERM then (systemd's control-group kill
+    and the parent both signal a worker) must not cut the accepted requests off."""
+    server = serve(
+        DATABASE_URL=f"sqlite://{tmp_path}/db.sqlite3",
+        SHUTDOWN_DELAY="1",
+        PASSWORD_HASH_THREADS="1",
+        PASSWORD_HASH_MAX_WAIT="60",
+    )
+    server.wait_ready().wait_for_log("started")
+    async with aiohttp.ClientSession() as session:
+        await post(session, server.url, REGISTER, CREDENTIALS)
+    logins = [asyncio.create_task(_login_on_own_connection(server.url)) for _ in range(96)]
+    await asyncio.sleep(0.4)
+    server.terminate()
+    await asyncio.to_thread(server.wait_for_log, "draining")
+    await asyncio.sleep(1.5)  # past the delay: draining
+    assert not all(task.done() for task in logins)
+    server.terminate()
+    bodies = await asyncio.gather(*logins, return_exceptions=True)
+    for body in bodies:
+        assert isinstance(body, dict) and body["data"]["login"]["accessToken"], body
+    assert await asyncio.to_thread(server.wait, 60) == 0
