@@ -106,13 +106,15 @@ async def loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
     await cancel_all(tasks)
 
 
-def short_of_cpu(lag: LoopLag, hashes_queued: bool, priority_waiting: bool, s: Settings) -> bool:
+def short_of_cpu(lag: LoopLag, priority_waiting: bool, s: Settings) -> bool:
     """Whether the worker refuses ordinary operations now. Any time the loop runs MAX_LOOP_LAG
     late (so a sign-in arriving meets a short queue); while a sign-in, refresh or sign-out is
-    in progress, already past SHED_LOOP_LAG (each of its ~30 turns stays short), or when its
-    hashes wait for a thread (the hashing threads share the cores, below the loop)."""
+    in progress, already past SHED_LOOP_LAG (each of its ~30 turns stays short).
+
+    Hashes waiting for a thread do not shed by themselves: a few concurrent logins (wrong
+    passwords too) would then refuse every other request of every user."""
     late = max(lag.late_now(), lag.sustained)
-    if priority_waiting and (hashes_queued or late > s.shed_loop_lag):
+    if priority_waiting and late > s.shed_loop_lag:
         return True
     return late > s.max_loop_lag
 
@@ -160,7 +162,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
                 settings.max_websockets,
                 lane_of=request_lane(LaneClassifier(), {d.id: d.text for d in documents}),
                 busy=lambda priority_waiting: short_of_cpu(
-                    admission_lag, app[SERVICES_KEY].hasher.queued, priority_waiting, settings
+                    admission_lag, priority_waiting, settings
                 ),
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),

@@ -245,11 +245,11 @@ async def test_refusals_are_counted_not_logged_one_by_one(
     )
 
 
-async def test_ordinary_operations_give_way_while_sign_ins_wait_for_a_hashing_thread(
+async def test_hashes_waiting_for_a_thread_do_not_refuse_other_requests(
     start_api: StartApi, tasks: list[asyncio.Task[Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The hashing threads share the CPU with the loop: while a hash waits for one, the
-    worker is short of CPU for sign-ins, and reads are refused instead of served."""
+    """A few concurrent logins (wrong passwords too) must not refuse everyone else's
+    requests: only the loop's lag sheds (above), not a hash waiting for a thread."""
     held = await _held(start_api, PASSWORD_HASH_THREADS="1", PASSWORD_HASH_MAX_WAIT="60")
     api = held.api
     held.reads.opened.set()
@@ -270,7 +270,8 @@ async def test_ordinary_operations_give_way_while_sign_ins_wait_for_a_hashing_th
         await asyncio.sleep(0.01)
     assert hasher.queued
 
-    assert _refused(*await api.post(READ, token=held.token))
+    status, body, _ = await api.post(READ, token=held.token)
+    assert status == 200 and "errors" not in body, body
     release.set()
     for status, body, _ in await asyncio.gather(*tasks):
         assert status == 200 and body["data"]["login"]["accessToken"], body
