@@ -163,6 +163,7 @@ async def test_a_second_sigterm_during_the_delay_still_drains_every_accepted_req
         SHUTDOWN_DELAY="1",
         PASSWORD_HASH_THREADS="1",
         PASSWORD_HASH_MAX_WAIT="60",
+        MAX_IN_FLIGHT_SIGN_IN="128",  # every login admitted: this test is about the drain
     )
     server.wait_ready().wait_for_log("started")
     async with aiohttp.ClientSession() as session:
@@ -189,6 +190,7 @@ async def test_a_sigterm_during_the_drain_does_not_cut_it(
         SHUTDOWN_DELAY="1",
         PASSWORD_HASH_THREADS="1",
         PASSWORD_HASH_MAX_WAIT="60",
+        MAX_IN_FLIGHT_SIGN_IN="128",  # all 96 logins admitted: this test is about the drain
     )
     server.wait_ready().wait_for_log("started")
     async with aiohttp.ClientSession() as session:
