@@ -10,7 +10,6 @@ import strawberry
 
 from api.db.models import Note
 from api.db.reads import NoteRow, UserView
-from api.resources.notes import NoteData
 from schema.context import Info
 from schema.pagination import Connection
 from schema.permissions import IsAuthenticated, guard
@@ -31,7 +30,7 @@ class NoteType:
     )
 
     @classmethod
-    def from_row(cls, row: Note | NoteData | NoteRow, owner: UserView | None = None) -> NoteType:
+    def from_row(cls, row: Note | NoteRow, owner: UserView | None = None) -> NoteType:
         return cls(
             id=strawberry.ID(str(row.id)),
             title=row.title,

@@ -28,21 +28,9 @@ NOTES = IsOwnerOrAdmin(Note, admin_may=(Action.READ, Action.DELETE))
 
 
 @dataclass(frozen=True, slots=True)
-class NoteData:
-    """A note as it was when an event happened (a deleted note has no row to load)."""
-
-    id: str
-    owner_id: str
-    title: str
-    body: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class NoteEvent:
     kind: str  # created | updated | deleted
-    note: NoteData
+    note: NoteRow  # the note as it was when the event happened (a deleted one has no row)
 
 
 def _cursor(row: NoteRow) -> str:
@@ -130,7 +118,7 @@ class NoteService:
         async with self._events.subscribe(TOPIC, viewer.user_id) as stream:
             async for event in stream:
                 data = event.data
-                note = NoteData(
+                note = NoteRow(
                     id=data["id"],
                     owner_id=event.owner_id,
                     title=data["title"],
