@@ -319,13 +319,13 @@ def body_file(workdir: Path, query: str, name: str | None = None) -> str:
 
 
 async def measured_wrk(
-    load: Load, server: Server, body: str, token: str, seconds: int
+    load: Load, server: Server, body: str, token: str, seconds: int, *extra: str
 ) -> dict[str, Any]:
     """harness.wrk plus the CPU of wrk itself and of each worker."""
     pids = worker_pids(server)
     before = {pid: cpu_of(pid) for pid in pids}
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = await wrk(load, server, "query.lua", body, token, seconds=seconds)
+    result = await wrk(load, server, "query.lua", body, token, *extra, seconds=seconds)
     children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     gen = (children1.ru_utime - children0.ru_utime) + (children1.ru_stime - children0.ru_stime)
     per_worker = [cpu_of(pid) - before[pid] for pid in pids]
@@ -444,7 +444,9 @@ async def scale(args: argparse.Namespace, workdir: Path, database_url: str) -> d
 async def shed_cost(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, Any]:
     """CPU per request of a refusal against a served `me { id roles }`, same minute, 1 worker:
     with MAX_IN_FLIGHT=1, a query that waits on the database holds the one slot, so nearly
-    every other request of the same wrk run is refused at the door."""
+    every other request of the same wrk run is refused at the door. Every request comes on a
+    new connection (a refused connection is not read again for a second: what a flood costs
+    is then a connection and a refusal), in both runs alike."""
     load = Load(threads=1, connections=32, seconds=args.seconds, cpu="0-1")  # type: ignore[arg-type]
     out: dict[str, Any] = {}
     for label, query, env in (
@@ -458,7 +460,7 @@ async def shed_cost(args: argparse.Namespace, workdir: Path, database_url: str) 
                 token = workdir / "token.txt"
                 token.write_text(server.access_token)
                 result = await measured_wrk(
-                    load, server, body_file(workdir, query), str(token), args.seconds
+                    load, server, body_file(workdir, query), str(token), args.seconds, "close"
                 )
             finally:
                 server.stop()

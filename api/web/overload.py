@@ -18,6 +18,7 @@ QUERY_TOO_COMPLEX ("change your query").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
@@ -40,7 +41,8 @@ _BODY = json.dumps(
 )
 
 _BODY_BYTES = _BODY.encode()
-_RETRY_LATER = {"Retry-After": "1"}
+RETRY_AFTER = 1  # seconds, in every refusal's Retry-After
+_RETRY_LATER = {"Retry-After": str(RETRY_AFTER)}
 
 _PER_IP_BODY = json.dumps(
     {
@@ -69,6 +71,30 @@ def _too_many_from() -> web.Response:
         content_type="application/json",
         headers={"Retry-After": "1"},
     )
+
+
+def hold_off(request: web.Request, seconds: float) -> None:
+    """Read nothing more from this connection for `seconds` (what Retry-After asked for).
+
+    A refusal is cheap but not free, and a flood's connections send again as soon as they
+    are answered: every turn of the loop would read and refuse each of them again, and the
+    sign-ins the worker admits would wait behind all of that, one long turn per await. Held
+    off, a connection's next request waits in the kernel's buffer, costing nothing, and the
+    turns stay short. The answer itself is still written at once."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    try:
+        transport.pause_reading()
+    except (AttributeError, NotImplementedError, RuntimeError):  # not a socket we can pause
+        return
+    asyncio.get_running_loop().call_later(seconds, _resume_reading, transport)
+
+
+def _resume_reading(transport: asyncio.BaseTransport) -> None:
+    if not transport.is_closing() and isinstance(transport, asyncio.ReadTransport):
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            transport.resume_reading()
 
 
 def is_websocket_handshake(request: web.Request, protocols: Sequence[str] = ()) -> bool:
@@ -146,6 +172,8 @@ def in_flight_limit(
                 log.warning(
                     "overload: %d %s requests in progress; refusing new ones", in_flight[lane], lane
                 )
+            if lane is Lane.OTHER:
+                hold_off(request, RETRY_AFTER)
             return _refused()
         if lane in shedding and in_flight[lane] < limit // 2:
             shedding.discard(lane)

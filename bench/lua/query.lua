@@ -1,5 +1,6 @@
 -- wrk script: POST one GraphQL request again and again, and count wrong answers.
--- usage: wrk ... -s query.lua URL -- BODY_FILE [TOKEN_FILE]
+-- usage: wrk ... -s query.lua URL -- BODY_FILE [TOKEN_FILE] [close]
+-- "close": a new connection for every request (Connection: close).
 -- Every response is checked: a non-200 status or a body with "errors" counts as bad,
 -- so a fast error answer can never pass for throughput.
 local threads = {}
@@ -21,6 +22,9 @@ function init(args)
   wrk.headers["Content-Type"] = "application/json"
   if args[2] and args[2] ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. slurp(args[2])
+  end
+  if args[3] == "close" then
+    wrk.headers["Connection"] = "close"
   end
   bad = 0
   sample = ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from api.auth import passwords
@@ -314,3 +315,38 @@ async def test_a_login_sent_as_a_trusted_document_keeps_its_lane(
     resp = await api.client.post("/graphql", json={"extensions": apq, "variables": CREDENTIALS})
     body = await resp.json()
     assert resp.status == 200 and body["data"]["login"]["accessToken"], body
+
+
+async def test_a_refused_connection_is_not_read_again_until_its_retry_after(
+    start_api: StartApi,
+) -> None:
+    """A flood's connections send again as soon as they are answered: a connection whose
+    request was shed is not read again until its `Retry-After` (a second), so the loop is not
+    spent refusing it again and again; another connection is read at once."""
+    held = await _held(start_api, SHED_LOOP_LAG="0.05", MAX_LOOP_LAG="0.3")
+    api = held.api
+    held.reads.opened.set()
+    lag = api.app[ADMISSION_LAG_KEY]
+    url = api.client.make_url("/graphql")
+    request = {"json": {"query": READ}, "headers": {"Authorization": f"Bearer {held.token}"}}
+    loop = asyncio.get_running_loop()
+
+    async def post(session: aiohttp.ClientSession) -> tuple[int, float]:
+        async with session.post(url, **request) as response:
+            await response.read()
+            return response.status, loop.time()
+
+    one_connection = aiohttp.TCPConnector(limit=1)
+    async with (
+        aiohttp.ClientSession(connector=one_connection) as shed,
+        aiohttp.ClientSession() as other,
+    ):
+        lag.sustained = 0.5  # past MAX_LOOP_LAG: reads are shed
+        status, _ = await post(shed)
+        assert status == 503
+        lag.sustained = 0.0
+        started = loop.time()
+        again, elsewhere = await asyncio.gather(post(shed), post(other))
+    assert again[0] == elsewhere[0] == 200
+    assert elsewhere[1] < again[1]  # the new connection was answered first
+    assert again[1] - started >= 0.9  # the refused one was read after its Retry-After
