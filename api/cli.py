@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import logging
 import sys
@@ -48,6 +49,7 @@ async def _prune_sessions(settings: Settings) -> int:
     try:
         services = Services.build(settings, system_clock)
         await services.mfa_tokens.prune()  # MFA tokens expired over a day ago
+        await services.passkey_challenges.prune()  # and passkey challenges
         return await services.sessions.prune()
     finally:
         await Tortoise.close_connections()
@@ -148,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             host = getattr(args, "host", None) or settings.host
             port = getattr(args, "port", None) or settings.port
             workers = getattr(args, "workers", None) or settings.workers
+            # The port is part of what other settings derive (development's passkey origin).
+            settings = dataclasses.replace(settings, host=host, port=port)
             from api.web.server import serve
 
             return serve(settings, host, port, workers)

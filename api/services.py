@@ -9,6 +9,8 @@ from api.accounts.deletion import AccountDeletion
 from api.accounts.emails import AccountMails
 from api.accounts.lifecycle import AccountLifecycle
 from api.accounts.mfa.enrolment import MfaEnrolment
+from api.accounts.mfa.passkey_signin import PasskeySignIn
+from api.accounts.mfa.passkeys import PasskeyManager
 from api.accounts.mfa.reset import MfaReset
 from api.accounts.mfa.signin import MfaSignIn
 from api.accounts.service import AccountService
@@ -17,6 +19,7 @@ from api.auth.bearer import BearerAuthenticator
 from api.auth.fresh import FreshAuth
 from api.auth.keys import KeyRing
 from api.auth.mfa_tokens import MfaTokens
+from api.auth.passkey_challenges import PasskeyChallenges
 from api.auth.passwords import PasswordHasher
 from api.auth.ratelimit import RateLimiter
 from api.auth.revocation import RevocationList
@@ -24,6 +27,7 @@ from api.auth.second_factor import SecondFactor
 from api.auth.secretbox import SecretBox
 from api.auth.sessions import SessionService
 from api.auth.tokens import TokenService
+from api.auth.webauthn import RelyingParty
 from api.clock import Clock
 from api.infra.events import EventBus
 from api.infra.mail import Mailer, backend_for
@@ -59,6 +63,9 @@ class Services:
     mfa_reset: MfaReset
     mfa_tokens: MfaTokens
     factor: SecondFactor
+    passkeys: PasskeyManager
+    passkey_signin: PasskeySignIn
+    passkey_challenges: PasskeyChallenges
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -98,6 +105,8 @@ class Services:
             clock=clock,
         )
         events = EventBus()
+        party = RelyingParty(settings)
+        challenges = PasskeyChallenges(clock)
         return cls(
             settings=settings,
             clock=clock,
@@ -142,4 +151,27 @@ class Services:
             mfa_reset=MfaReset(sessions, mfa_tokens, audit),
             mfa_tokens=mfa_tokens,
             factor=factor,
+            passkeys=PasskeyManager(
+                settings=settings,
+                party=party,
+                challenges=challenges,
+                sessions=sessions,
+                mfa_tokens=mfa_tokens,
+                fresh=fresh,
+                limiter=limiter,
+                audit=audit,
+                clock=clock,
+            ),
+            passkey_signin=PasskeySignIn(
+                settings=settings,
+                party=party,
+                challenges=challenges,
+                sessions=sessions,
+                mfa_tokens=mfa_tokens,
+                limiter=limiter,
+                audit=audit,
+                metrics=metrics,
+                clock=clock,
+            ),
+            passkey_challenges=challenges,
         )

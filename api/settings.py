@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -73,6 +76,10 @@ class Settings:
     mfa_encryption_key: tuple[str, ...] = ()
     mfa_token_ttl: int = 300
     mfa_issuer: str = "graphgate"
+    # Passkeys (WebAuthn): off while the relying party id is empty (production's default).
+    webauthn_rp_id: str = ""
+    webauthn_rp_name: str = "graphgate"
+    webauthn_origins: tuple[str, ...] = ()
     reset_token_ttl: int = 1800
     email_verification_ttl: int = 172_800
     mail_from: str = "graphgate <no-reply@localhost>"
@@ -126,6 +133,18 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def passkeys(self) -> bool:
+        """Whether passkeys are on: a relying party id is set (always in development)."""
+        return bool(self.webauthn_rp_id)
+
+    @property
+    def webauthn_allowed_origins(self) -> tuple[str, ...]:
+        """WEBAUTHN_ORIGINS, or in development on `localhost`, this server's own origin."""
+        if self.webauthn_origins or self.is_production or self.webauthn_rp_id != "localhost":
+            return self.webauthn_origins
+        return (f"http://localhost:{self.port}",)
 
     @property
     def asymmetric(self) -> bool:
@@ -205,6 +224,66 @@ def _dev_secrets(data_dir: Path) -> dict[str, str]:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(values, handle)
     return values
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
+_APK_ORIGIN = re.compile(r"^android:apk-key-hash:[A-Za-z0-9_-]{43}$")
+
+
+def _webauthn(env: Mapping[str, str], production: bool) -> tuple[str, tuple[str, ...]]:
+    """WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS, checked: a domain (never an IP address, which
+    browsers refuse), and origins on that domain (https, or http on localhost) or Android
+    apps' `android:apk-key-hash:` origins. Development defaults to `localhost`."""
+    rp_id = env.get("WEBAUTHN_RP_ID", "").strip().lower()
+    origins = _list(env, "WEBAUTHN_ORIGINS")
+    if not rp_id and origins:
+        raise SettingsError("WEBAUTHN_ORIGINS needs WEBAUTHN_RP_ID (the domain passkeys belong to)")
+    if not rp_id and not production:
+        rp_id = "localhost"
+    if not rp_id:
+        return "", ()
+    if _is_ip(rp_id) or not _HOSTNAME.match(rp_id):
+        raise SettingsError(
+            f"WEBAUTHN_RP_ID must be a domain name such as example.com (no scheme, port or IP "
+            f"address: browsers refuse those), got {rp_id!r}"
+        )
+    if not origins and (production or rp_id != "localhost"):
+        raise SettingsError(
+            "WEBAUTHN_RP_ID needs WEBAUTHN_ORIGINS: the comma-separated origins of the pages "
+            f"(and apps) that sign in with passkeys, e.g. https://{rp_id}"
+        )
+    for origin in origins:
+        if not _origin_on(origin, rp_id):
+            raise SettingsError(
+                f"WEBAUTHN_ORIGINS: {origin!r} is not an origin on {rp_id} (https://{rp_id} or "
+                f"a subdomain; http only on localhost; or android:apk-key-hash:<sha256>)"
+            )
+    return rp_id, origins
+
+
+def _origin_on(origin: str, rp_id: str) -> bool:
+    if _APK_ORIGIN.match(origin):
+        return True
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    on_domain = host == rp_id or host.endswith("." + rp_id)
+    secure = parts.scheme == "https" or (parts.scheme == "http" and rp_id == "localhost")
+    try:
+        _ = parts.port  # a malformed port raises
+    except ValueError:
+        return False
+    exact = origin == f"{parts.scheme}://{parts.netloc}" and parts.netloc.lower() == parts.netloc
+    return on_domain and secure and exact
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _dev_mfa_key(data_dir: Path) -> str:
@@ -340,6 +419,7 @@ def load_settings(
 
     for name in ("RATE_LIMIT_PER_EMAIL", "RATE_LIMIT_PER_IP"):
         _check_rate(name, env.get(name))
+    rp_id, origins = _webauthn(env, production)
     introspection = _bool(env, "INTROSPECTION", dev_default)
     mail_url = env.get("MAIL_URL", "").strip() or _default("MAIL_URL")
     if mail_url.split("://", 1)[0] not in MAIL_SCHEMES or "://" not in mail_url:
@@ -413,6 +493,9 @@ def load_settings(
         mfa_encryption_key=mfa_keys,
         mfa_token_ttl=_int(env, "MFA_TOKEN_TTL", low=30, high=900),
         mfa_issuer=env.get("MFA_ISSUER", "").strip() or _default("MFA_ISSUER"),
+        webauthn_rp_id=rp_id,
+        webauthn_rp_name=env.get("WEBAUTHN_RP_NAME", "").strip() or _default("WEBAUTHN_RP_NAME"),
+        webauthn_origins=origins,
         reset_token_ttl=_int(env, "RESET_TOKEN_TTL", low=1),
         email_verification_ttl=_int(env, "EMAIL_VERIFICATION_TTL", low=1),
         mail_from=env.get("MAIL_FROM", "").strip() or _default("MAIL_FROM"),

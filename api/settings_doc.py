@@ -119,6 +119,20 @@ DOCS: dict[str, SettingDoc] = {
         "seconds the `mfaToken` of a `MFA_REQUIRED` answer lives (30 to 900)"
     ),
     "mfa_issuer": SettingDoc("the account's issuer name shown in authenticator apps"),
+    "webauthn_rp_id": SettingDoc(
+        "the domain passkeys belong to (WebAuthn relying party id, e.g. `example.com`; never an "
+        "IP address); empty turns passkeys off. Production refuses to start with passkeys "
+        "registered and this unset",
+        default="`localhost` in development, empty (passkeys off) in production",
+    ),
+    "webauthn_rp_name": SettingDoc("the service's name shown by the passkey prompt"),
+    "webauthn_origins": SettingDoc(
+        "comma-separated origins allowed to use passkeys: `https://` pages on the domain or its "
+        "subdomains (`http://` only on `localhost`) and Android apps' "
+        "`android:apk-key-hash:<base64url SHA-256>`; required with `WEBAUTHN_RP_ID` in "
+        "production",
+        default="`http://localhost:<PORT>` in development on `localhost`",
+    ),
     "roles": SettingDoc("comma-separated roles that exist; must include `user` and `admin`"),
     # HTTP
     "host": SettingDoc("address to listen on; also `serve --host`"),

@@ -29,12 +29,14 @@ class Lane(enum.StrEnum):
 
 
 # Root mutation fields by lane. A sign-in is anything that ends with a new session's tokens
-# for someone who had none: `login`, its second step `verifyMfa`, and `register`, which signs
-# the new account in.
+# for someone who had none: `login`, its second step `verifyMfa`, `register`, which signs
+# the new account in, and the two steps of a sign-in with a passkey.
 LANES: dict[str, Lane] = {
     "login": Lane.SIGN_IN,
     "verifyMfa": Lane.SIGN_IN,
     "register": Lane.SIGN_IN,
+    "startPasskeySignIn": Lane.SIGN_IN,
+    "finishPasskeySignIn": Lane.SIGN_IN,
     "refresh": Lane.REFRESH,
     "logout": Lane.SIGN_OUT,
     "logoutAll": Lane.SIGN_OUT,

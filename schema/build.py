@@ -22,12 +22,19 @@ from schema.manifest import TrustedDocument, check_documents
 from schema.mfa import MfaMutation
 from schema.mutations import Mutation
 from schema.notes import NoteMutation, NoteQuery, NoteSubscription
+from schema.passkeys import JSON, JSON_SCALAR, PasskeyMutation, PasskeyQuery
 from schema.queries import Query
 from schema.telemetry import RequestTelemetry
 
 # Each domain module contributes its own root fields; they are merged here.
-QUERIES: tuple[type, ...] = (Query, NoteQuery, AdminQuery)
-MUTATIONS: tuple[type, ...] = (Mutation, NoteMutation, AccountMutation, MfaMutation)
+QUERIES: tuple[type, ...] = (Query, NoteQuery, AdminQuery, PasskeyQuery)
+MUTATIONS: tuple[type, ...] = (
+    Mutation,
+    NoteMutation,
+    AccountMutation,
+    MfaMutation,
+    PasskeyMutation,
+)
 SUBSCRIPTIONS: tuple[type, ...] = (NoteSubscription,)
 
 
@@ -47,7 +54,10 @@ def build_schema(settings: Settings, trusted: Iterable[TrustedDocument] = ()) ->
         mutation=merge_types("Mutation", MUTATIONS),
         subscription=merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None,
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=not settings.field_suggestions),
+        config=StrawberryConfig(
+            disable_field_suggestions=not settings.field_suggestions,
+            scalar_map={JSON: JSON_SCALAR},
+        ),
         hide_suggestions=not settings.field_suggestions,
         prepared=validated,
         execution_timeout=settings.execution_timeout,

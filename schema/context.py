@@ -10,6 +10,7 @@ from functools import cached_property
 import strawberry
 from strawberry.dataloader import DataLoader
 
+from api.auth.second_factor import has_passkey
 from api.db.models import User
 from api.db.reads import UserView, users_by_id
 from api.errors import TokenRevokedError
@@ -115,7 +116,9 @@ class Context:
         if settings.require_verified_email or refused:
             user = await self.users.load(claims.sub)
             self.email_verified = user is not None and user.email_verified
-            self.mfa_enrolled = user is not None and user.totp_enabled
+            self.mfa_enrolled = user is not None and (
+                user.totp_enabled or (refused and await has_passkey(user.id))
+            )
 
     @property
     def needs_guard_facts(self) -> bool:

@@ -25,7 +25,7 @@ T = TypeVar("T")
 class MfaStatus:
     totp_enabled: bool
     recovery_codes_left: int
-    passkeys: int = strawberry.field(description="Registered passkeys (always 0 for now).")
+    passkeys: int = strawberry.field(description="Registered passkeys (myPasskeys lists them).")
 
     @classmethod
     def of(cls, state: MfaState) -> MfaStatus:

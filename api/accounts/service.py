@@ -221,7 +221,8 @@ class AccountService:
             user = await locked(User, verified.user_id, conn)
             stale = not claimed or user is None
             second_step = None
-            if not stale and user is not None and user.totp_secret is not None:
+            factors = [] if stale or user is None else await methods(user, conn)
+            if not stale and user is not None and factors:
                 # Enrolled (read on the locked row: an enrolment that committed first counts):
                 # no session yet, only an MFA token for verifyMfa.
                 second_step = await self._mfa_tokens.issue(user, device, client, conn)
@@ -241,7 +242,7 @@ class AccountService:
             self._metrics.logins.labels(outcome="failed").inc()
             raise InvalidCredentialsError()
         if second_step is not None and user is not None:
-            raise MfaRequiredError(second_step, methods(user), self._mfa_tokens.ttl)
+            raise MfaRequiredError(second_step, factors, self._mfa_tokens.ttl)
         self._metrics.logins.labels(outcome="ok").inc()
         return pair
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
+from api.auth.second_factor import methods
 from api.clock import Clock, to_datetime
 from api.db.models import MfaChallenge, User
 from api.errors import InvalidTokenError
@@ -80,16 +81,23 @@ class MfaTokens:
         if (
             row is None
             or row.user_id != user.id
-            or row.used_at is not None
-            or self._clock() >= row.expires_at.timestamp()
+            or not self.answerable(row, client)
             or row.proof != proof_of(user.password_hash)
-            or user.totp_secret is None  # reset or disabled since the password step
-            # Bound to the client that proved the password: a token copied elsewhere is dead.
-            or row.ip != client.ip
-            or row.user_agent != (client.user_agent[:500] if client.user_agent else None)
+            # reset or disabled since the password step
+            or not await methods(user, conn)
         ):
             raise spent_error()
         return row
+
+    def answerable(self, row: MfaChallenge, client: ClientInfo) -> bool:
+        """Unspent, unexpired, and asked for by the client that proved the password: a token
+        copied elsewhere is dead."""
+        return (
+            row.used_at is None
+            and self._clock() < row.expires_at.timestamp()
+            and row.ip == client.ip
+            and row.user_agent == (client.user_agent[:500] if client.user_agent else None)
+        )
 
     async def failed(self, row: MfaChallenge, conn: BaseDBAsyncClient) -> bool:
         """Count a wrong code; True when it spent the token."""

@@ -9,13 +9,14 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from api.auth import recovery_codes, totp
 from api.auth.secretbox import SecretBox
 from api.clock import Clock, to_datetime
-from api.db.models import RecoveryCode, User
+from api.db.models import Passkey, RecoveryCode, User
 from api.errors import BadUserInputError
 from api.settings import SettingsError
 
 MAX_CODE_LENGTH = 64  # longer than any code of ours: refused before any work
 TOTP = "totp"
 RECOVERY_CODE = "recovery_code"
+PASSKEY = "passkey"
 
 
 def check_code_input(code: str, field: str = "code") -> None:
@@ -23,9 +24,18 @@ def check_code_input(code: str, field: str = "code") -> None:
         raise BadUserInputError(field, f"'{field}' must be a 6-digit code or a recovery code.")
 
 
-def methods(user: User) -> list[str]:
-    """What the user can answer MFA_REQUIRED with (a later release adds `passkey`)."""
-    return [TOTP, RECOVERY_CODE] if user.totp_secret is not None else []
+async def has_passkey(user_id: object, conn: BaseDBAsyncClient | None = None) -> bool:
+    return await Passkey.filter(user_id=user_id).using_db(conn).exists()
+
+
+async def methods(user: User, conn: BaseDBAsyncClient | None = None) -> list[str]:
+    """What the user can answer MFA_REQUIRED with; empty when a password is enough.
+
+    Any second factor turns it on: an authenticator app, or a passkey."""
+    found = [TOTP, RECOVERY_CODE] if user.totp_secret is not None else []
+    if await has_passkey(user.id, conn):
+        found.append(PASSKEY)
+    return found
 
 
 class SecondFactor:
@@ -103,4 +113,14 @@ async def require_key_if_enrolled(box: SecretBox) -> None:
         raise SettingsError(
             "MFA_ENCRYPTION_KEY is required: users have turned on two-factor sign-in, and "
             "their secrets are encrypted with it (docs/mfa.md)"
+        )
+
+
+async def require_relying_party_if_registered(passkeys_on: bool) -> None:
+    """At start: with passkeys off (production without WEBAUTHN_RP_ID), users who registered
+    passkeys, and answer MFA_REQUIRED with them, could not sign in; refuse to start."""
+    if not passkeys_on and await Passkey.exists():
+        raise SettingsError(
+            "WEBAUTHN_RP_ID and WEBAUTHN_ORIGINS are required: users have registered passkeys "
+            "(docs/passkeys.md)"
         )

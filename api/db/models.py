@@ -202,3 +202,60 @@ class MfaChallenge(Model):
     class Meta:
         table = "mfa_challenges"
         indexes = (("user_id", "used_at"), ("expires_at",))
+
+
+class Passkey(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """A WebAuthn credential of a user: its public key, never a secret."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, on_delete=fields.CASCADE
+    )
+    # base64url, as the browser names it (at most 1023 bytes, so 1364 characters)
+    credential_id = fields.CharField(max_length=1400, unique=True)
+    public_key = fields.TextField()  # the COSE key, base64url
+    # The authenticator's counter: an assertion that does not move it forward is refused.
+    sign_count = fields.BigIntField(default=0)
+    aaguid = fields.CharField(max_length=36)
+    transports: list[str] | None = fields.JSONField(null=True)
+    # Backup eligible: a synced (multi-device) passkey, a software key for `amr` (swk).
+    backup_eligible = fields.BooleanField(default=False)
+    backed_up = fields.BooleanField(default=False)
+    name = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    last_used_at = fields.DatetimeField(null=True)
+
+    user_id: uuid.UUID
+
+    class Meta:
+        table = "passkeys"
+        indexes = (("user_id", "created_at"),)
+
+
+class PasskeyChallenge(Model):
+    # No ";" in docstrings here: Tortoise turns them into SQL comments and splits SQL on it.
+    """One WebAuthn ceremony in progress: its challenge, single use, and what it is bound to."""
+
+    id = fields.UUIDField(primary_key=True, default=uuid.uuid4)
+    # SHA-256 of the challengeId handed to the client.
+    token_hash = fields.CharField(max_length=64, unique=True)
+    purpose = fields.CharField(max_length=16)  # register | sign_in | second_factor
+    challenge = fields.CharField(max_length=128)  # base64url, what the authenticator signs
+    user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "models.User", related_name=False, null=True, on_delete=fields.CASCADE
+    )
+    session_id = fields.UUIDField(null=True)  # register: the session that asked
+    mfa_challenge_id = fields.UUIDField(null=True)  # second_factor: the MFA token's row
+    user_verification = fields.BooleanField(default=False)  # required by this ceremony
+    ip = fields.CharField(max_length=64, null=True)
+    user_agent = fields.CharField(max_length=500, null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)  # set once, by a compare-and-set: single use
+
+    user_id: uuid.UUID | None
+
+    class Meta:
+        table = "passkey_challenges"
+        indexes = (("expires_at",),)

@@ -10,7 +10,10 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from api.auth.second_factor import require_key_if_enrolled
+from api.auth.second_factor import (
+    require_key_if_enrolled,
+    require_relying_party_if_registered,
+)
 from api.clock import Clock, system_clock
 from api.db import connection as db
 from api.infra.tasks import cancel_all
@@ -74,8 +77,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def mfa_key_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Refuse to start without the key that opens enrolled users' TOTP secrets."""
+    """Refuse to start without the key that opens enrolled users' TOTP secrets, or without
+    the relying party their passkeys belong to."""
     await require_key_if_enrolled(app[SERVICES_KEY].factor.box)
+    await require_relying_party_if_registered(app[SETTINGS_KEY].passkeys)
     yield
 
 

@@ -20,6 +20,8 @@ TABLES = (
     "sessions",
     "recovery_codes",
     "mfa_challenges",
+    "passkeys",
+    "passkey_challenges",
     "users",
     "tortoise_migrations",
 )

@@ -20,7 +20,7 @@ from api.auth.second_factor import SecondFactor, check_code_input
 from api.auth.sessions import SessionService
 from api.clock import Clock
 from api.db.connection import atomic
-from api.db.models import RecoveryCode, Session, User
+from api.db.models import Passkey, RecoveryCode, Session, User
 from api.db.reads import UserView
 from api.errors import (
     BadUserInputError,
@@ -45,13 +45,14 @@ class TotpSetup:
 class MfaState:
     totp_enabled: bool
     recovery_codes_left: int
-    passkeys: int = 0  # passkeys are not supported yet
+    passkeys: int
 
 
 async def mfa_state(user: User | UserView) -> MfaState:
     enabled = user.totp_enabled if isinstance(user, UserView) else user.totp_secret is not None
     left = await RecoveryCode.filter(user_id=user.id, used_at__isnull=True).count()
-    return MfaState(totp_enabled=enabled, recovery_codes_left=left)
+    passkeys = await Passkey.filter(user_id=user.id).count()
+    return MfaState(totp_enabled=enabled, recovery_codes_left=left, passkeys=passkeys)
 
 
 class MfaEnrolment:

@@ -1,6 +1,6 @@
-"""An admin turns off another user's second factor (a lost phone and lost recovery codes):
-the user's sessions end, and their next sign-in is with the password alone, after which
-they can enrol again."""
+"""An admin turns off another user's second factors, passkeys included (a lost phone and
+lost recovery codes): the user's sessions end, and their next sign-in is with the password
+alone, after which they can enrol again."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from api.accounts.mfa.enrolment import clear_factors
 from api.accounts.service import lock_admin_changes
 from api.auth.audit import AuditLog
 from api.auth.mfa_tokens import MfaTokens
+from api.auth.second_factor import methods
 from api.auth.sessions import SessionService
 from api.db.connection import atomic, locked
-from api.db.models import User
+from api.db.models import Passkey, User
 from api.errors import ForbiddenError, InsufficientAuthenticationError, NotFoundError
 from api.identity import AccessClaims, ClientInfo
 
@@ -40,8 +41,10 @@ class MfaReset:
             user = None if user_id is None else await locked(User, user_id, conn)
             if user is None:
                 raise NotFoundError()
-            had = user.totp_secret is not None
+            had = bool(await methods(user, conn))
             await clear_factors(user, self._mfa_tokens, conn)
+            # A lost phone may hold the passkeys too: every second factor goes.
+            await Passkey.filter(user_id=user.id).using_db(conn).delete()
             await self._sessions.end_all(
                 user.id,
                 reason="mfa_reset",
