@@ -2,8 +2,12 @@
 //
 // Sign in runs the `login` mutation and puts "Authorization: Bearer <access token>" into
 // GraphiQL's headers (when `login` answers MFA_REQUIRED, the panel asks for a code from the
-// authenticator app, or a recovery code, and sends it with the MFA token to `verifyMfa`); the access token is refreshed (the `refresh` mutation, which rotates
-// the refresh token) shortly before it expires; sign out runs `logout` and clears both.
+// authenticator app, or a recovery code, and sends it with the MFA token to `verifyMfa`, or,
+// when `methods` has "passkey", offers a passkey instead); the access token is refreshed (the
+// `refresh` mutation, which rotates the refresh token) shortly before it expires; sign out
+// runs `logout` and clears both. A passkey (graphgate-passkey.js does the browser's part)
+// signs in without a password (startPasskeySignIn, then finishPasskeySignIn) and is added
+// with startPasskeyRegistration and finishPasskeyRegistration.
 // The refresh token lives in sessionStorage (this tab only), never in localStorage, and
 // GraphiQL is told not to persist headers, so no token outlives the tab.
 (function () {
@@ -20,6 +24,24 @@
   const VERIFY_MFA = `mutation GraphiQLVerifyMfa($mfaToken: String!, $code: String!) {
   verifyMfa(mfaToken: $mfaToken, code: $code, device: "GraphiQL") { ${PAIR} }
 }`;
+  // Each passkey step is a pair: a challenge (aliased `challenge`), then the browser's answer
+  // to it (aliased `answer`).
+  const PASSKEY_SIGN_IN = {
+    start: `mutation GraphiQLPasskeyChallenge($email: String, $mfaToken: String) {
+  challenge: startPasskeySignIn(email: $email, mfaToken: $mfaToken) { challengeId options }
+}`,
+    finish: `mutation GraphiQLPasskeySignIn($challengeId: String!, $credential: JSON!) {
+  answer: finishPasskeySignIn(challengeId: $challengeId, credential: $credential, device: "GraphiQL") { ${PAIR} }
+}`,
+  };
+  const PASSKEY_ADD = {
+    start: `mutation GraphiQLPasskeyOptions {
+  challenge: startPasskeyRegistration { challengeId options }
+}`,
+    finish: `mutation GraphiQLAddPasskey($challengeId: String!, $credential: JSON!) {
+  answer: finishPasskeyRegistration(challengeId: $challengeId, credential: $credential) { id name }
+}`,
+  };
   const REFRESH = `mutation GraphiQLRefresh($token: String) {
   refresh(refreshToken: $token) { ${PAIR} }
 }`;
@@ -44,6 +66,7 @@ query Me {
     timer: null,
     inflight: null, // the one refresh in flight, shared by everyone who needs it
     mfaToken: null, // between login's MFA_REQUIRED and verifyMfa; kept in memory only
+    mfaMethods: [], // what that MFA_REQUIRED offered: "totp", "recovery_code", "passkey"
     issued: new Set(), // access tokens this panel put into the headers
   };
 
@@ -52,6 +75,8 @@ query Me {
   const signedOut = form.querySelector('.gg-signed-out');
   const signedIn = form.querySelector('.gg-signed-in');
   const codeStep = form.querySelector('.gg-code');
+  const passkey = window.GraphgatePasskey;
+  const buttons = () => [...form.querySelectorAll('button')];
 
   function status(text, ok) {
     $('gg-status').textContent = text || '';
@@ -103,6 +128,9 @@ query Me {
     const asking = !on && Boolean(auth.mfaToken);
     signedOut.hidden = on || asking;
     codeStep.hidden = !asking;
+    const codes = auth.mfaMethods.some((m) => m !== 'passkey');
+    $('gg-code').hidden = $('gg-verify').hidden = asking && !codes;
+    $('gg-passkey-verify').hidden = !auth.mfaMethods.includes('passkey');
     $('gg-email').required = $('gg-password').required = !asking;
     signedIn.hidden = !on;
     $('gg-who').textContent = auth.email || '';
@@ -172,11 +200,20 @@ query Me {
     const extensions = (error && error.extensions) || {};
     $('gg-password').value = '';
     if (extensions.code === 'MFA_REQUIRED') {
-      // The password was right; the MFA token and a code make the pair (verifyMfa).
+      // The password was right; the MFA token and a code (verifyMfa) or a passkey make the pair.
       auth.mfaToken = extensions.mfaToken;
+      auth.mfaMethods = extensions.methods || ['totp', 'recovery_code'];
       render();
-      status('Enter the code from your authenticator app (or a recovery code)');
-      $('gg-code').focus();
+      const codes = auth.mfaMethods.some((m) => m !== 'passkey');
+      const withPasskey = auth.mfaMethods.includes('passkey');
+      if (codes) {
+        const or = withPasskey ? ', or use a passkey' : '';
+        status(`Enter the code from your authenticator app (or a recovery code)${or}`);
+        $('gg-code').focus();
+      } else {
+        status('Use your passkey to finish signing in');
+        $('gg-passkey-verify').focus();
+      }
     } else if (error) {
       status(failure(body));
     } else {
@@ -190,24 +227,105 @@ query Me {
     const error = (body.errors || [])[0];
     $('gg-code').value = '';
     if (!error) {
-      auth.mfaToken = null;
+      endMfa();
       adopt(body.data.verifyMfa);
       status('Signed in', true);
       return;
     }
-    // A wrong code may be retried with the same MFA token; a spent one means start again.
-    if ((error.extensions || {}).code !== 'INVALID_CREDENTIALS' || /spent/.test(error.message)) {
-      auth.mfaToken = null;
-      render();
-    }
+    keepOrEndMfa(error);
     status(failure(body));
   }
 
-  $('gg-cancel').addEventListener('click', () => {
+  function endMfa() {
     auth.mfaToken = null;
+    auth.mfaMethods = [];
+  }
+
+  // A wrong code or passkey may be retried with the same MFA token; a spent one means start again.
+  function keepOrEndMfa(error) {
+    if ((error.extensions || {}).code !== 'INVALID_CREDENTIALS' || /spent/.test(error.message)) {
+      endMfa();
+      render();
+    }
+  }
+
+  $('gg-cancel').addEventListener('click', () => {
+    endMfa();
     render();
     status('');
   });
+
+  // ---- Passkeys: ask the server for a challenge, let the browser answer it, send the answer.
+
+  // One ceremony at a time (the browser allows one), with every button of the panel disabled.
+  async function ceremony(work) {
+    for (const button of buttons()) button.disabled = true;
+    status('');
+    try {
+      await work();
+    } finally {
+      for (const button of buttons()) button.disabled = false;
+    }
+  }
+
+  // The server's challenge, the browser's credential for it, the server's answer:
+  // { answer } or { problem: the GraphQL body refused }, or null when the browser refused (the
+  // status line then says why).
+  async function challengeAndAnswer(steps, variables, token, browser) {
+    const started = await call(steps.start, variables, token);
+    if (failure(started)) return { problem: started };
+    const { challengeId, options } = started.data.challenge;
+    let credential;
+    try {
+      credential = await browser(options);
+    } catch (error) {
+      status('Passkey: ' + passkey.explain(error));
+      return null;
+    }
+    const finished = await call(steps.finish, { challengeId, credential }, token);
+    return failure(finished) ? { problem: finished } : { answer: finished.data.answer };
+  }
+
+  async function passkeySignIn() {
+    const asking = Boolean(auth.mfaToken);
+    // Discoverable: with no email the authenticator offers every passkey it holds for this site.
+    const email = $('gg-email').value.trim();
+    const variables = asking ? { mfaToken: auth.mfaToken } : { email: email || null };
+    const done = await challengeAndAnswer(PASSKEY_SIGN_IN, variables, null, passkey.get);
+    if (!done) return;
+    if (done.problem) {
+      if (asking) keepOrEndMfa(done.problem.errors[0]);
+      status('Passkey sign-in refused: ' + failure(done.problem));
+      return;
+    }
+    endMfa();
+    $('gg-password').value = '';
+    adopt(done.answer);
+    status('Signed in with a passkey', true);
+  }
+
+  async function addPasskey() {
+    if (auth.accessToken && Date.now() >= auth.refreshAt) await refresh();
+    const done = await challengeAndAnswer(PASSKEY_ADD, null, auth.accessToken, passkey.create);
+    if (!done) return;
+    if (done.problem) {
+      const code = (done.problem.errors[0].extensions || {}).code;
+      const again = code === 'FRESH_LOGIN_REQUIRED' ? ': sign out and in again first' : '';
+      status('Passkey not added: ' + failure(done.problem) + again);
+      return;
+    }
+    // The session's tokens stay as they are (amr): the passkey counts from the next sign-in.
+    status(`Passkey added: ${done.answer.name}`, true);
+  }
+
+  function onClick(id, work) {
+    $(id).addEventListener('click', () =>
+      ceremony(work).catch((error) => status('Passkey: ' + error.message))
+    );
+  }
+  onClick('gg-passkey-signin', passkeySignIn);
+  onClick('gg-passkey-verify', passkeySignIn);
+  onClick('gg-passkey-add', addPasskey);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
