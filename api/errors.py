@@ -140,7 +140,15 @@ class MfaRequiredError(AppError):
     default_message = "Enter the code from your authenticator app (or a recovery code)."
 
     def __init__(self, mfa_token: str, methods: list[str], expires_in: int) -> None:
-        super().__init__(None, mfaToken=mfa_token, methods=methods, expiresIn=expires_in)
+        message = None
+        if methods == ["passkey"]:
+            message = "Confirm with your passkey (startPasskeySignIn with the mfaToken)."
+        elif "passkey" in methods:
+            message = (
+                "Enter the code from your authenticator app (or a recovery code), or confirm "
+                "with your passkey (startPasskeySignIn with the mfaToken)."
+            )
+        super().__init__(message, mfaToken=mfa_token, methods=methods, expiresIn=expires_in)
 
 
 class InsufficientAuthenticationError(AppError):
@@ -150,9 +158,11 @@ class InsufficientAuthenticationError(AppError):
 
     def __init__(self, enrolled: bool) -> None:
         message = (
-            "Sign in again with your second factor (login, then verifyMfa) to do this."
+            "Sign in again with your second factor (login, then verifyMfa or a passkey; or "
+            "a passkey alone) to do this."
             if enrolled
-            else "Turn on two-factor sign-in first: startTotpEnrollment, then "
-            "confirmTotpEnrollment with a code from the app, then refresh your token."
+            else "Turn on two-factor sign-in first: add a passkey (startPasskeyRegistration), "
+            "or startTotpEnrollment, then confirmTotpEnrollment with a code from the app, then "
+            "refresh your token."
         )
         super().__init__(message, enrolled=enrolled)
