@@ -25,6 +25,7 @@ from tests.helpers.webauthn import (
     finish_sign_in,
     sign_in_with,
     start_sign_in,
+    with_passkey,
 )
 
 ADA = "ada@example.com"
@@ -79,9 +80,7 @@ async def test_a_passkey_is_the_second_factor_of_a_password_sign_in(
     start_api: StartApi, clock: FrozenClock
 ) -> None:
     api = await start_api(clock=clock)
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     step = await mfa_token(api, ADA)
     assert step["methods"] == ["passkey"]
 
@@ -105,9 +104,7 @@ async def test_without_user_verification_a_passkey_alone_does_not_sign_in(
     start_api: StartApi, clock: FrozenClock
 ) -> None:
     api = await start_api(clock=clock)
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     key.user_verified = False
     body = await sign_in_with(api, key)
     assert code(body) == "INVALID_CREDENTIALS"
@@ -117,9 +114,7 @@ async def test_without_user_verification_a_passkey_alone_does_not_sign_in(
 
 async def test_a_challenge_is_answered_once(start_api: StartApi, clock: FrozenClock) -> None:
     api = await start_api(clock=clock)
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     ceremony = await start_sign_in(api)
     assertion = key.get(ceremony["options"])
     assert "errors" not in await finish_sign_in(api, ceremony["challengeId"], assertion)
@@ -213,9 +208,7 @@ async def test_a_counter_going_backwards_is_refused(
     start_api: StartApi, clock: FrozenClock
 ) -> None:
     api = await start_api(clock=clock)
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     assert "errors" not in await sign_in_with(api, key)
     assert (await Passkey.get()).sign_count == key.sign_count == 2
     key.sign_count = 0  # a clone made before the last use: its next count is 1
@@ -331,9 +324,7 @@ async def test_passkey_failures_count_like_wrong_passwords(
     start_api: StartApi, clock: FrozenClock
 ) -> None:
     api = await start_api(clock=clock, RATE_LIMIT_PER_EMAIL="3 per 15 minutes")
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     codes = []
     for _ in range(4):
         ceremony = await start_sign_in(api, ADA)
@@ -394,9 +385,7 @@ async def test_a_challenge_works_only_for_the_client_that_asked(
     start_api: StartApi, clock: FrozenClock, purpose: str
 ) -> None:
     api = await start_api(clock=clock)
-    token = (await api.register(ADA))["accessToken"]
-    key = SoftPasskey()
-    await add_passkey(api, token, key)
+    token, key = await with_passkey(api)
     mfa = (await mfa_token(api, ADA))["mfaToken"] if purpose == "second_factor" else None
     ceremony = await start_sign_in(api, mfa_token=mfa)
     status, body, _ = await api.post(

@@ -108,17 +108,22 @@ class SoftPasskey:
         client_data = self._client_data("webauthn.create", options["challenge"], origin)
         auth_data = self._auth_data(rp_id or options["rp"]["id"], attested=True)
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return self._credential(
+            {
+                "clientDataJSON": _b64(client_data),
+                "attestationObject": _b64(attestation),
+                "transports": ["internal"],
+            }
+        )
+
+    def _credential(self, response: dict[str, Any]) -> dict[str, Any]:
         return {
             "id": self.id,
             "rawId": self.id,
             "type": "public-key",
             "authenticatorAttachment": "platform",
             "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": _b64(client_data),
-                "attestationObject": _b64(attestation),
-                "transports": ["internal"],
-            },
+            "response": response,
         }
 
     def get(
@@ -142,14 +147,7 @@ class SoftPasskey:
         }
         if self.user_handle is not None:
             response["userHandle"] = _b64(self.user_handle)
-        return {
-            "id": self.id,
-            "rawId": self.id,
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": response,
-        }
+        return self._credential(response)
 
 
 async def add_passkey(
@@ -166,6 +164,16 @@ async def add_passkey(
     )
     assert "errors" not in finished, finished
     return finished["data"]["finishPasskeyRegistration"]  # type: ignore[no-any-return]
+
+
+async def with_passkey(
+    api: Api, email: str = "ada@example.com", **knobs: Any
+) -> tuple[str, SoftPasskey]:
+    """A new account with one passkey: its access token and the passkey."""
+    token = (await api.register(email))["accessToken"]
+    key = SoftPasskey(**knobs)
+    await add_passkey(api, token, key)
+    return token, key
 
 
 async def start_sign_in(
