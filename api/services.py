@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api.accounts.actions import ActionTokens
+from api.accounts.admin import AdminActions
 from api.accounts.deletion import AccountDeletion
 from api.accounts.emails import AccountMails
 from api.accounts.lifecycle import AccountLifecycle
@@ -47,6 +48,7 @@ class Services:
     audit: AuditLog
     sessions: SessionService
     accounts: AccountService
+    admin: AdminActions
     bearer: BearerAuthenticator
     keys: KeyRing
     limiter: RateLimiter
@@ -118,6 +120,7 @@ class Services:
             accounts=AccountService(
                 hasher, sessions, audit, clock, limiter, metrics, fresh, action_tokens, mfa_tokens
             ),
+            admin=AdminActions(sessions, audit, clock),
             metrics=metrics,
             limiter=limiter,
             bearer=BearerAuthenticator(tokens, revocations),

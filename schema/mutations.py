@@ -102,7 +102,7 @@ class Mutation:
         self, info: Info, user_id: strawberry.ID, roles: list[str]
     ) -> UserType:
         ctx = info.context
-        user = await ctx.services.accounts.set_roles(
+        user = await ctx.services.admin.set_roles(
             info.context.claims,
             parse_id(str(user_id)),
             roles,
@@ -118,7 +118,7 @@ class Mutation:
     )
     async def set_user_active(self, info: Info, user_id: strawberry.ID, active: bool) -> UserType:
         ctx = info.context
-        user = await ctx.services.accounts.set_active(
+        user = await ctx.services.admin.set_active(
             info.context.claims, parse_id(str(user_id)), active, ctx.client
         )
         return UserType.from_row(user)

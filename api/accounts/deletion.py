@@ -22,7 +22,7 @@ from tortoise import Tortoise, fields
 from tortoise.fields.relational import ForeignKeyFieldInstance
 from tortoise.models import Model
 
-from api.accounts.service import _keep_an_admin, lock_admin_changes
+from api.accounts.admin import keep_an_admin, lock_admin_changes
 from api.auth.audit import AuditLog
 from api.auth.fresh import FreshAuth
 from api.auth.sessions import SessionService
@@ -86,7 +86,7 @@ class AccountDeletion:
             user = await self._sessions.lock_caller(caller, conn, proved_hash=proved)
             message = "The last admin cannot delete their account: make another admin first."
             try:  # the same row-locked count that guards demotion and deactivation
-                await _keep_an_admin(user, "password", message, conn)
+                await keep_an_admin(user, "password", message, conn)
             except BadUserInputError as exc:
                 raise ForbiddenError(message) from exc
             await self._sessions.end_all(

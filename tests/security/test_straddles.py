@@ -107,7 +107,7 @@ async def test_a_deactivated_admin_acts_no_more_with_requests_already_authorised
     services = api.app[SERVICES_KEY]
     victim = await api.register(email="victim@example.com", password=OLD)
     with pytest.raises(TokenRevokedError):
-        await services.accounts.set_roles(
+        await services.admin.set_roles(
             queued, victim["user"]["id"], ["user", "admin"], ("user", "admin"), CLIENT
         )
     assert (await User.get(id=victim["user"]["id"])).roles == ["user"]

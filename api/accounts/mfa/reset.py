@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import uuid
 
+from api.accounts.admin import lock_acting_admin
 from api.accounts.mfa.enrolment import clear_factors
-from api.accounts.service import lock_admin_changes
 from api.auth.audit import AuditLog
 from api.auth.mfa_tokens import MfaTokens
 from api.auth.second_factor import methods
 from api.auth.sessions import SessionService
 from api.db.connection import atomic, locked
 from api.db.models import Passkey, User
-from api.errors import ForbiddenError, InsufficientAuthenticationError, NotFoundError
+from api.errors import InsufficientAuthenticationError, NotFoundError
 from api.identity import AccessClaims, ClientInfo
 
 
@@ -34,10 +34,7 @@ class MfaReset:
         async with atomic() as conn:
             # The actor's row, then the target's: serialised with other multi-user changes so
             # two admins resetting each other never wait on each other's rows.
-            await lock_admin_changes(conn)
-            me = await self._sessions.lock_caller(actor, conn)
-            if "admin" not in me.roles:
-                raise ForbiddenError()
+            me = await lock_acting_admin(self._sessions, actor, conn)
             user = None if user_id is None else await locked(User, user_id, conn)
             if user is None:
                 raise NotFoundError()
