@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cbor2
 import pytest
+from webauthn.helpers import bytes_to_base64url
 
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
@@ -473,3 +475,33 @@ def test_development_defaults_to_localhost_on_its_own_port(tmp_path: Path) -> No
         env_file=None,
     )
     assert settings.webauthn_rp_id == "example.com" and len(settings.webauthn_allowed_origins) == 3
+
+
+async def test_an_odd_public_key_is_refused_at_registration_and_never_a_500(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    token = (await api.register(ADA))["accessToken"]
+    odd_keys: list[object] = [
+        {1: 2, 3: -7, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # not on the curve
+        {1: 2, 3: -7, -1: 1},  # no coordinates
+        {1: 2, 3: -7, -1: 1, -2: "x", -3: 5},  # coordinates of the wrong types
+        {},
+        [1, 2, 3],
+    ]
+    for cose in odd_keys:
+        key = SoftPasskey(cose_key=cbor2.dumps(cose))
+        started = (await api.gql(START_REGISTRATION, token=token))["data"]
+        ceremony = started["startPasskeyRegistration"]
+        body = await api.gql(
+            FINISH_REGISTRATION,
+            {"c": ceremony["challengeId"], "cred": key.create(ceremony["options"]), "n": None},
+            token=token,
+        )
+        assert code(body) == "INVALID_CREDENTIALS", (cose, body)
+    assert await Passkey.all().count() == 0
+    # One stored all the same (registered before this check) is a wrong passkey, not a 500.
+    key = SoftPasskey()
+    await add_passkey(api, token, key)
+    await Passkey.all().update(public_key=bytes_to_base64url(cbor2.dumps(odd_keys[0])))
+    assert code(await sign_in_with(api, key)) == "INVALID_CREDENTIALS"
