@@ -505,3 +505,16 @@ async def test_an_odd_public_key_is_refused_at_registration_and_never_a_500(
     await add_passkey(api, token, key)
     await Passkey.all().update(public_key=bytes_to_base64url(cbor2.dumps(odd_keys[0])))
     assert code(await sign_in_with(api, key)) == "INVALID_CREDENTIALS"
+
+
+async def test_a_json_literal_that_is_no_json_is_bad_user_input(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    finish = 'mutation%s { finishPasskeySignIn(challengeId: "x", credential: %s) { accessToken } }'
+    for variables, literal, values in (
+        ("", '{rawId: "AAAA", response: {n: 1%s}}' % ("0" * 30), None),  # over 64 bits
+        ("($v: String)", "{rawId: $v, response: {}}", {"v": "AAAA"}),  # a variable inside
+    ):
+        body = await api.gql(finish % (variables, literal), values)
+        assert code(body) == "BAD_USER_INPUT", body
