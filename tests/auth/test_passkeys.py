@@ -518,3 +518,21 @@ async def test_a_json_literal_that_is_no_json_is_bad_user_input(
     ):
         body = await api.gql(finish % (variables, literal), values)
         assert code(body) == "BAD_USER_INPUT", body
+
+
+async def test_an_email_first_sign_in_takes_only_that_accounts_passkeys(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    # Anyone with a passkey of their own could otherwise test addresses: their passkey signed
+    # them in after an unknown address, and was refused after a registered one.
+    api = await start_api(clock=clock)
+    await api.register(BOB)  # no passkey: a decoy, like an unknown address
+    token = (await api.register(ADA))["accessToken"]
+    mine = SoftPasskey()
+    await add_passkey(api, token, mine)
+    for email in ("nobody@example.com", BOB):
+        ceremony = await start_sign_in(api, email)
+        body = await finish_sign_in(api, ceremony["challengeId"], mine.get(ceremony["options"]))
+        assert code(body) == "INVALID_CREDENTIALS", (email, body)
+    body = await sign_in_with(api, mine, ADA)
+    assert "errors" not in body, body

@@ -119,6 +119,7 @@ class PasskeySignIn:
             challenge,
             client,
             user_id=None if user is None else user.id,
+            email=address,
             user_verification=True,
         )
         return challenge_id, options
@@ -156,7 +157,10 @@ class PasskeySignIn:
         )
         passkey = await Passkey.get_or_none(credential_id=bytes_to_base64url(parsed.raw_id))
         owner = None if passkey is None else await User.get_or_none(id=passkey.user_id)
-        if passkey is None or owner is None or (row.user_id and passkey.user_id != row.user_id):
+        # After an email, only that account's passkeys (none for an unknown address: another
+        # account's passkey signing in there would tell which addresses have an account).
+        named = row.user_id is not None or row.email is not None
+        if passkey is None or owner is None or (named and passkey.user_id != row.user_id):
             # Unknown, or another account's passkey than the ceremony is for.
             await self._limiter.hit_ip(client.ip)
             await self._audit.record(
