@@ -7,7 +7,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from webauthn.helpers import bytes_to_base64url
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
@@ -536,3 +536,26 @@ async def test_an_email_first_sign_in_takes_only_that_accounts_passkeys(
         assert code(body) == "INVALID_CREDENTIALS", (email, body)
     body = await sign_in_with(api, mine, ADA)
     assert "errors" not in body, body
+
+
+async def test_a_wrong_passkey_after_an_unknown_email_counts_like_after_a_known_one(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    # The decoy's failures count against the address as a real passkey's do (and as a wrong
+    # password for an unknown address does): RATE_LIMITED after as many, or it tells them apart.
+    api = await start_api(clock=clock, RATE_LIMIT_PER_EMAIL="3 per 15 minutes")
+    token = (await api.register(ADA))["accessToken"]
+    await add_passkey(api, token, SoftPasskey())
+    for email in (ADA, "nobody@example.com"):
+        codes = []
+        for _ in range(4):
+            ceremony = await start_sign_in(api, email)
+            listed = ceremony["options"]["allowCredentials"][0]["id"]
+            forged = SoftPasskey(credential_id=base64url_to_bytes(listed))  # not the key
+            body = await finish_sign_in(
+                api, ceremony["challengeId"], forged.get(ceremony["options"])
+            )
+            codes.append(code(body))
+        assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"], (email, codes)
+        body = await api.gql(LOGIN, {"email": email, "password": "wrong horse"})
+        assert code(body) == "RATE_LIMITED", (email, body)

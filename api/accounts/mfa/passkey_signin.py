@@ -15,7 +15,7 @@ checked and written in one transaction on the user's locked row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from webauthn.helpers import bytes_to_base64url
@@ -162,15 +162,7 @@ class PasskeySignIn:
         named = row.user_id is not None or row.email is not None
         if passkey is None or owner is None or (named and passkey.user_id != row.user_id):
             # Unknown, or another account's passkey than the ceremony is for.
-            await self._limiter.hit_ip(client.ip)
-            await self._audit.record(
-                "passkey_sign_in_failed",
-                user_id=row.user_id,
-                ip=client.ip,
-                detail="unknown passkey",
-            )
-            self._metrics.logins.labels(outcome="failed").inc()
-            raise InvalidCredentialsError(WRONG)
+            await self._unknown(row, client)
         email = owner.email
         outcome: IssuedPair | Failure = Failure("wrong")
         try:
@@ -195,6 +187,32 @@ class PasskeySignIn:
             )
         self._metrics.logins.labels(outcome="ok").inc()
         return outcome
+
+    async def _unknown(self, row: PasskeyChallenge, client: ClientInfo) -> NoReturn:
+        """Refuse a passkey that is not (or not this ceremony's account's). After an email it
+        counts against that address, the decoy's included, as a wrong password for an unknown
+        address does: a limit reached only by addresses with passkeys would tell them apart."""
+        address = row.email
+        try:
+            if address is None:
+                await self._limiter.hit_ip(client.ip)
+            else:
+                attempt = self._limiter.password_attempt(
+                    address, client.ip, lambda: signed_in_from(address, client.ip)
+                )
+                async with attempt as counted:
+                    counted.failed()
+        except RateLimitedError:
+            await self._audit.record("passkey_rate_limited", user_id=row.user_id, ip=client.ip)
+            raise
+        await self._audit.record(
+            "passkey_sign_in_failed",
+            user_id=row.user_id,
+            ip=client.ip,
+            detail="unknown passkey",
+        )
+        self._metrics.logins.labels(outcome="failed").inc()
+        raise InvalidCredentialsError(WRONG)
 
     async def _attempt(
         self,
