@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cbor2
@@ -12,7 +13,7 @@ from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
 from api.settings import SettingsError, load_settings
-from tests.helpers.api import StartApi, make_admin
+from tests.helpers.api import QueryCounter, StartApi, make_admin
 from tests.helpers.graphql import LOGIN, code, field
 from tests.helpers.mfa import RESET, STATUS, amr, enrol, mfa_token, totp_code
 from tests.helpers.webauthn import (
@@ -559,3 +560,17 @@ async def test_a_wrong_passkey_after_an_unknown_email_counts_like_after_a_known_
         assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"], (email, codes)
         body = await api.gql(LOGIN, {"email": email, "password": "wrong horse"})
         assert code(body) == "RATE_LIMITED", (email, body)
+
+
+async def test_an_unknown_email_costs_the_same_statements_as_a_known_one(
+    start_api: StartApi, clock: FrozenClock, sql: QueryCounter
+) -> None:
+    # A query more for a registered address is time an attacker can measure.
+    api = await start_api(clock=clock)
+    await api.register(ADA)  # no passkey
+    shapes = []
+    for email in (ADA, "nobody@example.com"):
+        sql.statements.clear()
+        await start_sign_in(api, email)
+        shapes.append([re.split(" WHERE | VALUES ", text)[0] for text in sql.statements])
+    assert shapes[0] == shapes[1], shapes
