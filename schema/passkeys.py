@@ -8,9 +8,10 @@ from typing import Any, NewType
 
 import orjson
 import strawberry
-from graphql import ValueNode, value_from_ast_untyped
+from graphql import GraphQLError, ValueNode, value_from_ast_untyped
 
 from api.db.models import Passkey as PasskeyRow
+from api.errors import BadUserInputError
 from api.identity import parse_id
 from schema.context import Info
 from schema.permissions import FreshLogin, IsSignedIn, Public, guard
@@ -32,13 +33,25 @@ def _bounded(value: Any) -> Any:
             stack.extend((child, depth + 1) for child in children)
             if len(stack) > MAX_JSON_BYTES:  # every value takes a byte or more
                 raise ValueError(f"JSON longer than {MAX_JSON_BYTES} bytes")
-    if len(orjson.dumps(value)) > MAX_JSON_BYTES:
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # an int over 64 bits, or a variable inside a literal
+        raise ValueError("not JSON (a number over 64 bits, or a variable inside)") from None
+    if size > MAX_JSON_BYTES:
         raise ValueError(f"JSON longer than {MAX_JSON_BYTES} bytes")
     return value
 
 
 def _literal(node: ValueNode, variables: dict[str, Any] | None = None) -> Any:
-    return _bounded(value_from_ast_untyped(node, variables))
+    # A GraphQLError: graphql-core hands any other exception of a literal on as the cause,
+    # which is masked as a 500 (a variable's refused value has its own BAD_USER_INPUT path).
+    try:
+        return _bounded(value_from_ast_untyped(node, variables))
+    except ValueError as exc:
+        raise GraphQLError(
+            f"Bad JSON literal: {exc}.",
+            extensions={"code": BadUserInputError.code},
+        ) from None
 
 
 JSON = NewType("JSON", object)

@@ -55,6 +55,7 @@ class PasskeyChallenges:
         user_id: object = None,
         session_id: str | None = None,
         mfa_challenge_id: object = None,
+        email: str | None = None,
         user_verification: bool = False,
     ) -> str:
         """Store a ceremony's challenge; returns the `challengeId` for the client."""
@@ -67,6 +68,7 @@ class PasskeyChallenges:
             user_id=user_id,
             session_id=uuid.UUID(session_id) if session_id else None,
             mfa_challenge_id=mfa_challenge_id,
+            email=email,
             user_verification=user_verification,
             ip=client.ip,
             user_agent=_user_agent(client),

@@ -23,7 +23,12 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+from webauthn.helpers import (
+    base64url_to_bytes,
+    bytes_to_base64url,
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+)
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.parse_authentication_credential_json import (
     parse_authentication_credential_json,
@@ -186,8 +191,14 @@ class RelyingParty:
                 expected_rp_id=self._rp_id,
                 expected_origin=self._origins,
             )
+            # A key that cannot be loaded could never sign in: refused now, not at each sign-in.
+            decoded_public_key_to_cryptography(
+                decode_credential_public_key(verified.credential_public_key)
+            )
         except WebAuthnException as exc:
             raise InvalidCredentialsError(f"The passkey could not be verified: {exc}") from None
+        except (KeyError, IndexError, TypeError, ValueError):  # py_webauthn lets these out
+            raise InvalidCredentialsError("The passkey's public key is malformed.") from None
         transports = credential.response.transports
         return NewCredential(
             credential_id=bytes_to_base64url(verified.credential_id),
@@ -219,7 +230,8 @@ class RelyingParty:
                 credential_current_sign_count=0,
                 require_user_verification=user_verification,
             )
-        except WebAuthnException:
+        # py_webauthn lets a malformed COSE key or CBOR out as these (never a 500: refused).
+        except (WebAuthnException, KeyError, IndexError, TypeError, ValueError):
             return None
         return Assertion(
             sign_count=verified.new_sign_count,

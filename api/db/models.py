@@ -247,6 +247,7 @@ class PasskeyChallenge(Model):
     )
     session_id = fields.UUIDField(null=True)  # register: the session that asked
     mfa_challenge_id = fields.UUIDField(null=True)  # second_factor: the MFA token's row
+    email = fields.CharField(max_length=254, null=True)  # sign_in after an email: that address
     user_verification = fields.BooleanField(default=False)  # required by this ceremony
     ip = fields.CharField(max_length=64, null=True)
     user_agent = fields.CharField(max_length=500, null=True)

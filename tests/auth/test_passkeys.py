@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import cbor2
 import pytest
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
 from api.settings import SettingsError, load_settings
-from tests.helpers.api import StartApi, make_admin
+from tests.helpers.api import QueryCounter, StartApi, make_admin
 from tests.helpers.graphql import LOGIN, code, field
 from tests.helpers.mfa import RESET, STATUS, amr, enrol, mfa_token, totp_code
 from tests.helpers.webauthn import (
@@ -462,3 +465,101 @@ def test_development_defaults_to_localhost_on_its_own_port(tmp_path: Path) -> No
         env_file=None,
     )
     assert settings.webauthn_rp_id == "example.com" and len(settings.webauthn_allowed_origins) == 3
+
+
+async def test_an_odd_public_key_is_refused_at_registration_and_never_a_500(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    token = (await api.register(ADA))["accessToken"]
+    odd_keys: list[object] = [
+        {1: 2, 3: -7, -1: 1, -2: b"\x01" * 32, -3: b"\x02" * 32},  # not on the curve
+        {1: 2, 3: -7, -1: 1},  # no coordinates
+        {1: 2, 3: -7, -1: 1, -2: "x", -3: 5},  # coordinates of the wrong types
+        {},
+        [1, 2, 3],
+    ]
+    for cose in odd_keys:
+        key = SoftPasskey(cose_key=cbor2.dumps(cose))
+        started = (await api.gql(START_REGISTRATION, token=token))["data"]
+        ceremony = started["startPasskeyRegistration"]
+        body = await api.gql(
+            FINISH_REGISTRATION,
+            {"c": ceremony["challengeId"], "cred": key.create(ceremony["options"]), "n": None},
+            token=token,
+        )
+        assert code(body) == "INVALID_CREDENTIALS", (cose, body)
+    assert await Passkey.all().count() == 0
+    # One stored all the same (registered before this check) is a wrong passkey, not a 500.
+    key = SoftPasskey()
+    await add_passkey(api, token, key)
+    await Passkey.all().update(public_key=bytes_to_base64url(cbor2.dumps(odd_keys[0])))
+    assert code(await sign_in_with(api, key)) == "INVALID_CREDENTIALS"
+
+
+async def test_a_json_literal_that_is_no_json_is_bad_user_input(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    finish = 'mutation%s { finishPasskeySignIn(challengeId: "x", credential: %s) { accessToken } }'
+    for variables, literal, values in (
+        ("", '{rawId: "AAAA", response: {n: 1%s}}' % ("0" * 30), None),  # over 64 bits
+        ("($v: String)", "{rawId: $v, response: {}}", {"v": "AAAA"}),  # a variable inside
+    ):
+        body = await api.gql(finish % (variables, literal), values)
+        assert code(body) == "BAD_USER_INPUT", body
+
+
+async def test_an_email_first_sign_in_takes_only_that_accounts_passkeys(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    # Anyone with a passkey of their own could otherwise test addresses: their passkey signed
+    # them in after an unknown address, and was refused after a registered one.
+    api = await start_api(clock=clock)
+    await api.register(BOB)  # no passkey: a decoy, like an unknown address
+    token = (await api.register(ADA))["accessToken"]
+    mine = SoftPasskey()
+    await add_passkey(api, token, mine)
+    for email in ("nobody@example.com", BOB):
+        ceremony = await start_sign_in(api, email)
+        body = await finish_sign_in(api, ceremony["challengeId"], mine.get(ceremony["options"]))
+        assert code(body) == "INVALID_CREDENTIALS", (email, body)
+    body = await sign_in_with(api, mine, ADA)
+    assert "errors" not in body, body
+
+
+async def test_a_wrong_passkey_after_an_unknown_email_counts_like_after_a_known_one(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    # The decoy's failures count against the address as a real passkey's do (and as a wrong
+    # password for an unknown address does): RATE_LIMITED after as many, or it tells them apart.
+    api = await start_api(clock=clock, RATE_LIMIT_PER_EMAIL="3 per 15 minutes")
+    token = (await api.register(ADA))["accessToken"]
+    await add_passkey(api, token, SoftPasskey())
+    for email in (ADA, "nobody@example.com"):
+        codes = []
+        for _ in range(4):
+            ceremony = await start_sign_in(api, email)
+            listed = ceremony["options"]["allowCredentials"][0]["id"]
+            forged = SoftPasskey(credential_id=base64url_to_bytes(listed))  # not the key
+            body = await finish_sign_in(
+                api, ceremony["challengeId"], forged.get(ceremony["options"])
+            )
+            codes.append(code(body))
+        assert codes == ["INVALID_CREDENTIALS"] * 3 + ["RATE_LIMITED"], (email, codes)
+        body = await api.gql(LOGIN, {"email": email, "password": "wrong horse"})
+        assert code(body) == "RATE_LIMITED", (email, body)
+
+
+async def test_an_unknown_email_costs_the_same_statements_as_a_known_one(
+    start_api: StartApi, clock: FrozenClock, sql: QueryCounter
+) -> None:
+    # A query more for a registered address is time an attacker can measure.
+    api = await start_api(clock=clock)
+    await api.register(ADA)  # no passkey
+    shapes = []
+    for email in (ADA, "nobody@example.com"):
+        sql.statements.clear()
+        await start_sign_in(api, email)
+        shapes.append([re.split(" WHERE | VALUES ", text)[0] for text in sql.statements])
+    assert shapes[0] == shapes[1], shapes

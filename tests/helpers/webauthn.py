@@ -60,6 +60,7 @@ class SoftPasskey:
     )
     credential_id: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     user_handle: bytes | None = None
+    cose_key: bytes | None = None  # registered instead of this key's own (odd keys)
 
     @property
     def id(self) -> str:
@@ -77,7 +78,7 @@ class SoftPasskey:
         if not attested:
             return head
         numbers = self.key.public_key().public_numbers()
-        cose = cbor2.dumps(
+        cose = self.cose_key or cbor2.dumps(
             {
                 1: 2,
                 3: -7,

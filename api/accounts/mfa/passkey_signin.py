@@ -15,7 +15,7 @@ checked and written in one transaction on the user's locked row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from webauthn.helpers import bytes_to_base64url
@@ -108,7 +108,8 @@ class PasskeySignIn:
             )
             return challenge_id, options
         user = await User.get_or_none(email=address)
-        allow = [] if user is None else await credential_ids(user.id)
+        # The same query for an unknown address (it finds none): a query less would be timed.
+        allow = await credential_ids(None if user is None else user.id)
         # An address without passkeys (or without an account) gets a decoy credential: the
         # answer looks alike, and the sign-in fails as a wrong passkey would.
         options, challenge = self._party.authentication_options(
@@ -119,6 +120,7 @@ class PasskeySignIn:
             challenge,
             client,
             user_id=None if user is None else user.id,
+            email=address,
             user_verification=True,
         )
         return challenge_id, options
@@ -156,17 +158,12 @@ class PasskeySignIn:
         )
         passkey = await Passkey.get_or_none(credential_id=bytes_to_base64url(parsed.raw_id))
         owner = None if passkey is None else await User.get_or_none(id=passkey.user_id)
-        if passkey is None or owner is None or (row.user_id and passkey.user_id != row.user_id):
+        # After an email, only that account's passkeys (none for an unknown address: another
+        # account's passkey signing in there would tell which addresses have an account).
+        named = row.user_id is not None or row.email is not None
+        if passkey is None or owner is None or (named and passkey.user_id != row.user_id):
             # Unknown, or another account's passkey than the ceremony is for.
-            await self._limiter.hit_ip(client.ip)
-            await self._audit.record(
-                "passkey_sign_in_failed",
-                user_id=row.user_id,
-                ip=client.ip,
-                detail="unknown passkey",
-            )
-            self._metrics.logins.labels(outcome="failed").inc()
-            raise InvalidCredentialsError(WRONG)
+            await self._unknown(row, client)
         email = owner.email
         outcome: IssuedPair | Failure = Failure("wrong")
         try:
@@ -191,6 +188,32 @@ class PasskeySignIn:
             )
         self._metrics.logins.labels(outcome="ok").inc()
         return outcome
+
+    async def _unknown(self, row: PasskeyChallenge, client: ClientInfo) -> NoReturn:
+        """Refuse a passkey that is not (or not this ceremony's account's). After an email it
+        counts against that address, the decoy's included, as a wrong password for an unknown
+        address does: a limit reached only by addresses with passkeys would tell them apart."""
+        address = row.email
+        try:
+            if address is None:
+                await self._limiter.hit_ip(client.ip)
+            else:
+                attempt = self._limiter.password_attempt(
+                    address, client.ip, lambda: signed_in_from(address, client.ip)
+                )
+                async with attempt as counted:
+                    counted.failed()
+        except RateLimitedError:
+            await self._audit.record("passkey_rate_limited", user_id=row.user_id, ip=client.ip)
+            raise
+        await self._audit.record(
+            "passkey_sign_in_failed",
+            user_id=row.user_id,
+            ip=client.ip,
+            detail="unknown passkey",
+        )
+        self._metrics.logins.labels(outcome="failed").inc()
+        raise InvalidCredentialsError(WRONG)
 
     async def _attempt(
         self,
