@@ -10,8 +10,6 @@ what the flags mean for `amr`.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,11 +130,6 @@ class RelyingParty:
         self._rp_id = settings.webauthn_rp_id
         self._rp_name = settings.webauthn_rp_name
         self._origins = list(settings.webauthn_allowed_origins)
-        # Decoy credential ids for an email without passkeys: stable per email, so asking
-        # twice does not tell a real account from an unknown address.
-        self._decoy_key = hashlib.sha256(
-            b"graphgate passkey decoy\0" + settings.jwt_refresh_secret.encode()
-        ).digest()
 
     def registration_options(
         self, user_handle: bytes, email: str, display_name: str | None, existing: list[str]
@@ -176,9 +169,6 @@ class RelyingParty:
             else UserVerificationRequirement.PREFERRED,
         )
         return orjson.loads(options_to_json(options)), options.challenge
-
-    def decoy_credential(self, email: str) -> str:
-        return bytes_to_base64url(hmac.new(self._decoy_key, email.encode(), "sha256").digest())
 
     def verify_registration(
         self, credential: RegistrationCredential, challenge: bytes

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import graphql
 import pytest
 import requests
 import schemathesis
@@ -66,6 +67,47 @@ EMAILS = [*("fuzz@example.com", "FUZZ@Example.COM", "a+b@example.com", "\u00fc@e
 EMAILS += [*("a@xn--bcher-kva.example", "a@[127.0.0.1]", '"q"@example.com', "a@example.com\n")]
 EMAILS += ["x" * 64 + "@example.com", "a@" + "b" * 250 + ".com", "a@b", "@", "a@@b.com"]
 SECRETS = [PASSWORD, "", "x" * 7, "x" * 4096, "\x00" * 8, "a.b.c", "eyJhbGciOiJub25lIn0.e30."]
+
+
+def _json_value_nodes() -> st.SearchStrategy[graphql.ValueNode]:
+    """Literal JSON values for the `JSON` scalar (passkey credentials): WebAuthn's keys with
+    hostile leaves, nested a few levels."""
+    nodes = schemathesis.graphql.nodes
+    keys = st.sampled_from(
+        ["id", "rawId", "type", "response", "clientDataJSON", "attestationObject",
+         "authenticatorData", "signature", "userHandle", "transports", "x"]
+    )  # fmt: skip
+    leaves = st.one_of(
+        st.sampled_from(HOSTILE_TEXT).map(nodes.String),
+        st.text(max_size=40).map(nodes.String),
+        st.integers(-(2**70), 2**70).map(nodes.Int),
+        st.booleans().map(nodes.Boolean),
+        st.just(nodes.Null),
+    )
+
+    def objects(children: st.SearchStrategy[graphql.ValueNode]) -> Any:
+        fields = st.dictionaries(keys, children, max_size=5)
+        return fields.map(
+            lambda found: nodes.Object(
+                [
+                    graphql.ObjectFieldNode(name=graphql.NameNode(value=k), value=v)
+                    for k, v in found.items()
+                ]
+            )
+        )
+
+    return st.recursive(
+        leaves,
+        lambda children: st.one_of(
+            st.lists(children, max_size=4).map(nodes.List), objects(children)
+        ),
+        max_leaves=20,
+    )
+
+
+schemathesis.graphql.scalar("JSON", _json_value_nodes())
+
+
 FUZZ_CONFIG = SchemathesisConfig.from_dict(
     {
         "dictionaries": {

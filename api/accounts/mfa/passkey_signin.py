@@ -101,20 +101,12 @@ class PasskeySignIn:
         await self._limiter.hit_ip(client.ip)  # each start stores a challenge
         if mfa_token is not None:
             return await self._start_second_factor(mfa_token, client)
-        if address is None:  # a discoverable passkey: the browser offers this site's
-            options, challenge = self._party.authentication_options(None, user_verification=True)
-            challenge_id = await self._challenges.issue(
-                SIGN_IN, challenge, client, user_verification=True
-            )
-            return challenge_id, options
-        user = await User.get_or_none(email=address)
-        # The same query for an unknown address (it finds none): a query less would be timed.
-        allow = await credential_ids(None if user is None else user.id)
-        # An address without passkeys (or without an account) gets a decoy credential: the
-        # answer looks alike, and the sign-in fails as a wrong passkey would.
-        options, challenge = self._party.authentication_options(
-            allow or [self._party.decoy_credential(address)], user_verification=True
-        )
+        # Email first or not, the options are the same: any discoverable passkey of this site
+        # (every passkey registered here is one). Listing the account's passkeys would tell
+        # who has an account and how many passkeys; the typed address binds the challenge
+        # instead: only that account's passkeys finish it (none, for an unknown address).
+        user = None if address is None else await User.get_or_none(email=address)
+        options, challenge = self._party.authentication_options(None, user_verification=True)
         challenge_id = await self._challenges.issue(
             SIGN_IN,
             challenge,
@@ -191,7 +183,7 @@ class PasskeySignIn:
 
     async def _unknown(self, row: PasskeyChallenge, client: ClientInfo) -> NoReturn:
         """Refuse a passkey that is not (or not this ceremony's account's). After an email it
-        counts against that address, the decoy's included, as a wrong password for an unknown
+        counts against that address, known or not, as a wrong password for an unknown
         address does: a limit reached only by addresses with passkeys would tell them apart."""
         address = row.email
         try:

@@ -42,6 +42,7 @@ class Migration(migrations.Migration):
                 ('user', fields.ForeignKeyField('models.User', source_field='user_id', null=True, db_constraint=True, to_field='id', related_name=False, on_delete=OnDelete.CASCADE)),
                 ('session_id', fields.UUIDField(null=True)),
                 ('mfa_challenge_id', fields.UUIDField(null=True)),
+                ('email', fields.CharField(null=True, max_length=254)),
                 ('user_verification', fields.BooleanField(default=False)),
                 ('ip', fields.CharField(null=True, max_length=64)),
                 ('user_agent', fields.CharField(null=True, max_length=500)),
