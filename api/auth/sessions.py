@@ -93,8 +93,10 @@ class SessionService:
         client: ClientInfo,
         using_db: BaseDBAsyncClient | None = None,
         amr: tuple[str, ...] = PASSWORD_ONLY,
+        passkey_id: object = None,
     ) -> IssuedPair:
-        """A new session for a user who just proved their password (and, per `amr`, more)."""
+        """A new session for a user who just proved their password (and, per `amr`, more), or
+        signed in with the passkey `passkey_id`."""
         iat = int(self._clock())
         jti = new_jti()
         max_exp = iat + self._max_age
@@ -113,6 +115,7 @@ class SessionService:
             current_jti_hash=hash_jti(jti),
             latest_access_iat=iat,
             amr=list(amr),
+            passkey_id=passkey_id,
             using_db=using_db,
         )
         return await self._pair(user, session, jti, iat, exp)

@@ -70,6 +70,8 @@ class Session(Model):
     latest_access_iat = fields.BigIntField(default=0, db_default=0)
     ended_at = fields.DatetimeField(null=True)
     end_reason = fields.CharField(max_length=32, null=True)
+    # The passkey the session was signed in with: removing the passkey ends the session.
+    passkey_id = fields.UUIDField(null=True)
 
     user_id: uuid.UUID
 

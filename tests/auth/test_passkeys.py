@@ -567,3 +567,28 @@ async def test_an_unknown_email_costs_the_same_statements_as_a_known_one(
         await start_sign_in(api, email)
         shapes.append([re.split(" WHERE | VALUES ", text)[0] for text in sql.statements])
     assert shapes[0] == shapes[1], shapes
+
+
+async def test_removing_a_passkey_ends_the_sessions_it_signed_in(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    password_token, lost = await with_passkey(api)
+    kept = SoftPasskey()
+    await add_passkey(api, password_token, kept)
+    on_the_lost_device = (await sign_in_with(api, lost))["data"]["finishPasskeySignIn"]
+    here = (await sign_in_with(api, kept))["data"]["finishPasskeySignIn"]
+    lost_id = next(
+        p["id"]
+        for p in (await api.gql(MY_PASSKEYS, token=here["accessToken"]))["data"]["myPasskeys"]
+        if p["name"] == "Passkey 1"
+    )
+    removed = await api.gql(REMOVE, {"id": lost_id}, token=here["accessToken"])
+    assert removed["data"]["removePasskey"] is True
+    # The lost device's session ends, access and refresh; the others go on.
+    assert code(await api.gql(MY_PASSKEYS, token=on_the_lost_device["accessToken"])) == (
+        "TOKEN_REVOKED"
+    )
+    assert code(await api.refresh(on_the_lost_device["refreshToken"])) == "TOKEN_REVOKED"
+    assert "errors" not in await api.gql(MY_PASSKEYS, token=here["accessToken"])
+    assert "errors" not in await api.gql(MY_PASSKEYS, token=password_token)

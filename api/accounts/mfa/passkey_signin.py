@@ -257,6 +257,7 @@ class PasskeySignIn:
                 client=client,
                 using_db=conn,
                 amr=checked.amr,
+                passkey_id=passkey.id,
             )
 
     def _check(

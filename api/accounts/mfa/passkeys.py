@@ -23,7 +23,7 @@ from api.auth.sessions import SessionService
 from api.auth.webauthn import RelyingParty, parse_attestation
 from api.clock import Clock, to_datetime
 from api.db.connection import atomic
-from api.db.models import Passkey, User
+from api.db.models import Passkey, Session, User
 from api.errors import BadUserInputError, ForbiddenError, NotFoundError, TokenRevokedError
 from api.identity import AccessClaims, ClientInfo
 from api.settings import Settings
@@ -182,14 +182,27 @@ class PasskeyManager:
     async def remove(
         self, caller: AccessClaims, passkey_id: uuid.UUID | None, client: ClientInfo
     ) -> bool:
-        """Remove one of the caller's passkeys. The account keeps its password (every account
-        has one), so this never removes the last way in; with no second factor left, a
-        password sign-in no longer asks for one, and pending MFA tokens are spent."""
+        """Remove one of the caller's passkeys; the sessions signed in with it end (but the
+        caller's). The account keeps its password (every account has one), so this never
+        removes the last way in; with no second factor left, a password sign-in no longer
+        asks for one, and pending MFA tokens are spent."""
         self._fresh.require(caller.auth_time)
         async with atomic() as conn:
             user = await self._sessions.lock_caller(caller, conn)
             passkey = await self._own(user, passkey_id, conn)
             await Passkey.filter(id=passkey.id).using_db(conn).delete()
+            # The sessions it signed in end with it (a lost device's), but the one asking.
+            signed_in_with = (
+                await Session.filter(passkey_id=passkey.id, ended_at__isnull=True)
+                .exclude(id=caller.sid)
+                .using_db(conn)
+            )
+            await self._sessions.end(
+                [row.id for row in signed_in_with],
+                reason="passkey_removed",
+                client=client,
+                using_db=conn,
+            )
             if not await methods(user, conn):
                 await self._mfa_tokens.spend_all(user.id, conn)
             await self._audit.record(

@@ -53,4 +53,9 @@ class Migration(migrations.Migration):
             options={'table': 'passkey_challenges', 'app': 'models', 'indexes': [Index(fields=['expires_at'])], 'pk_attr': 'id', 'table_description': 'One WebAuthn ceremony in progress: its challenge, single use, and what it is bound to.'},
             bases=['Model'],
         ),
+        ops.AddField(
+            model_name='Session',
+            name='passkey_id',
+            field=fields.UUIDField(null=True),
+        ),
     ]
