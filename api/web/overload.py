@@ -92,9 +92,16 @@ def hold_off(request: web.Request, seconds: float) -> None:
 
 
 def _resume_reading(transport: asyncio.BaseTransport) -> None:
-    if not transport.is_closing() and isinstance(transport, asyncio.ReadTransport):
-        with contextlib.suppress(RuntimeError):  # closed meanwhile
-            transport.resume_reading()
+    if transport.is_closing() or not isinstance(transport, asyncio.ReadTransport):
+        return
+    # aiohttp pauses the same transport while its own buffers are full (pipelined requests
+    # it cannot queue, a body or WebSocket frames not read yet) and resumes it when they
+    # drain: resuming under it would let one connection's bytes pile up without bound.
+    protocol = transport.get_protocol()
+    if getattr(protocol, "_reading_paused", False) or getattr(protocol, "_buffer_paused", False):
+        return
+    with contextlib.suppress(RuntimeError):  # closed meanwhile
+        transport.resume_reading()
 
 
 def is_websocket_handshake(request: web.Request, protocols: Sequence[str] = ()) -> bool:

@@ -350,3 +350,54 @@ async def test_a_refused_connection_is_not_read_again_until_its_retry_after(
     assert again[0] == elsewhere[0] == 200
     assert elsewhere[1] < again[1]  # the new connection was answered first
     assert again[1] - started >= 0.9  # the refused one was read after its Retry-After
+
+
+def _raw_post(body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    head = (
+        "POST /graphql HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def test_a_held_off_connection_keeps_aiohttps_own_read_limits(
+    start_api: StartApi, tasks: list[asyncio.Task[Any]]
+) -> None:
+    """aiohttp stops reading a connection whose pipelined requests it cannot queue (and a body
+    or WebSocket it cannot buffer) until they drain: the hold-off's end must not resume
+    reading under it, or one connection's bytes pile up in the worker without bound."""
+    held = await _held(start_api, MAX_IN_FLIGHT="1")
+    api = held.api
+    # One ordinary request in progress: the lane is full, the next ordinary one is refused.
+    tasks.append(asyncio.create_task(api.post(READ, token=held.token)))
+    await held.reads.wait_held(1)
+    reader, writer = await asyncio.open_connection(api.client.host, api.client.port)
+    try:
+        # Refused (held off), then a sign-in that stays in progress, then more than aiohttp
+        # queues behind it: it stops reading until they drain.
+        refused, sign_in = (
+            _raw_post({"query": READ}),
+            _raw_post({"query": LOGIN, "variables": CREDENTIALS}),
+        )
+        filler = _raw_post({"query": READ}) * 2000
+        writer.write(refused + sign_in + filler)
+        await writer.drain()
+        await held.logins.wait_held(1)
+        await asyncio.sleep(1.5)  # past the hold-off
+        sent, chunk, budget = 0, b" " * (1 << 20), 32 << 20
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while sent < budget and loop.time() < deadline:
+            writer.write(chunk)
+            try:
+                await asyncio.wait_for(writer.drain(), deadline - loop.time())
+            except TimeoutError:
+                break
+            sent += len(chunk)
+        # Kernel buffers take a few MiB; a worker reading on takes it all.
+        assert sent < budget // 2, f"{sent >> 20} MiB read from a connection aiohttp paused"
+    finally:
+        writer.transport.abort()
+        held.logins.opened.set()
+        held.reads.opened.set()
