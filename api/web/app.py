@@ -28,7 +28,7 @@ from api.web.appkeys import (
     SERVICES_KEY,
     SETTINGS_KEY,
 )
-from api.web.clients import client_ip
+from api.web.clients import client_ip, from_proxy
 from api.web.graphiql import add_graphiql_assets
 from api.web.metrics import metrics_handler
 from api.web.middleware import cors, hide_server_version, identity_bodies_only, security_headers
@@ -171,6 +171,7 @@ def create_app(settings: Settings, *, clock: Clock = system_clock) -> web.Applic
                 ),
                 sockets_per_client=settings.max_websockets_per_ip,
                 client_key=lambda request: rate_limit_key(client_ip(request, trusted)),
+                shared=lambda request: from_proxy(request, trusted),
                 protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             ),
         ]

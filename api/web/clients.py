@@ -21,6 +21,11 @@ def forwarded_for(request: web.Request) -> list[str]:
     ]
 
 
+def from_proxy(request: web.Request, trusted: TrustedNetworks) -> bool:
+    """Whether the socket's peer is a trusted proxy (its connection carries many clients)."""
+    return (parse_address(request.remote) if request.remote else None) in trusted
+
+
 def client_ip(request: web.Request, trusted: TrustedNetworks) -> str | None:
     """The client's full IP address; forwarded headers count only from a trusted proxy."""
     peer = parse_address(request.remote) if request.remote else None

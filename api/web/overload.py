@@ -121,6 +121,7 @@ def in_flight_limit(
     busy: Callable[[bool], bool] = lambda priority_waiting: False,
     sockets_per_client: int,
     client_key: Callable[[web.Request], str],
+    shared: Callable[[web.Request], bool] = lambda request: False,
     protocols: Sequence[str] = (),
     path: str = "/graphql",
 ) -> Middleware:
@@ -128,7 +129,9 @@ def in_flight_limit(
     (`lane_of`) are in progress, or, in the `other` lane, while the worker is `busy` (told
     whether a request of a priority lane is in progress); and
     WebSocket handshakes while `sockets_limit` sockets are open (503) or while the client
-    (`client_key`) has `sockets_per_client` open (429)."""
+    (`client_key`) has `sockets_per_client` open (429). A refused `other` request's
+    connection is held off, unless it is `shared` (a proxy's, carrying other clients' next
+    requests: holding it off would delay their sign-ins)."""
     in_flight: Counter[Lane] = Counter()
     shedding: set[Lane] = set()  # lanes warned about once per episode
     sockets = 0
@@ -179,7 +182,7 @@ def in_flight_limit(
                 log.warning(
                     "overload: %d %s requests in progress; refusing new ones", in_flight[lane], lane
                 )
-            if lane is Lane.OTHER:
+            if lane is Lane.OTHER and not shared(request):
                 hold_off(request, RETRY_AFTER)
             return _refused()
         if lane in shedding and in_flight[lane] < limit // 2:

@@ -401,3 +401,29 @@ async def test_a_held_off_connection_keeps_aiohttps_own_read_limits(
         writer.transport.abort()
         held.logins.opened.set()
         held.reads.opened.set()
+
+
+async def test_a_trusted_proxys_connection_is_not_held_off(start_api: StartApi) -> None:
+    """A proxy's connection to the worker carries many clients' requests, one after another
+    (HAProxy's `http-reuse`, nginx's upstream keepalive): held off after a flood's request was
+    refused on it, it would delay the next client's sign-in by a second."""
+    held = await _held(
+        start_api, SHED_LOOP_LAG="0.05", MAX_LOOP_LAG="0.3", TRUSTED_PROXIES="127.0.0.1"
+    )
+    api = held.api
+    held.reads.opened.set()
+    held.logins.opened.set()
+    lag = api.app[ADMISSION_LAG_KEY]
+    url = api.client.make_url("/graphql")
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as proxy:
+        lag.sustained = 0.5  # past MAX_LOOP_LAG: reads are shed
+        flood = {"query": READ}
+        async with proxy.post(url, json=flood, headers={"X-Forwarded-For": "192.0.2.1"}) as shed:
+            assert shed.status == 503
+        started = loop.time()
+        sign_in = {"query": LOGIN, "variables": CREDENTIALS}
+        async with proxy.post(url, json=sign_in, headers={"X-Forwarded-For": "192.0.2.2"}) as ok:
+            body = await ok.json()
+    assert body["data"]["login"]["accessToken"], body
+    assert loop.time() - started < 0.9  # read at once, not after the flood's Retry-After
