@@ -178,6 +178,10 @@ class SessionService:
             if pair is not None:
                 return pair
             session = await self._reread(session)
+            if session.ended_at is not None and session.current_jti_hash == presented:
+                # Ended meanwhile (a sign-out, a removed passkey), its token not spent by
+                # another refresh: revoked, not a reuse (that would raise a theft alarm).
+                raise TokenRevokedError()
         if self._within_grace(session, presented, now):
             # A client that lost the response retries the spent token: it gets the next
             # pair of the same session, which spends whatever the first answer carried.

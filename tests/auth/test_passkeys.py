@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
 from webauthn.helpers import bytes_to_base64url
 
+from api.auth import sessions as sessions_module
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
 from api.settings import SettingsError, load_settings
@@ -592,3 +594,34 @@ async def test_removing_a_passkey_ends_the_sessions_it_signed_in(
     assert code(await api.refresh(on_the_lost_device["refreshToken"])) == "TOKEN_REVOKED"
     assert "errors" not in await api.gql(MY_PASSKEYS, token=here["accessToken"])
     assert "errors" not in await api.gql(MY_PASSKEYS, token=password_token)
+
+
+async def test_a_refresh_racing_the_removal_is_revoked_not_reuse(
+    start_api: StartApi, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lost device refreshes while the owner removes its passkey: the removal commits
+    # between the refresh's read and its compare-and-set. The session ended, so the answer is
+    # TOKEN_REVOKED; REFRESH_TOKEN_REUSED (and its audit event) would say a token was stolen.
+    api = await start_api(clock=clock)
+    password_token, lost = await with_passkey(api)
+    kept = SoftPasskey()
+    await add_passkey(api, password_token, kept)
+    on_the_lost_device = (await sign_in_with(api, lost))["data"]["finishPasskeySignIn"]
+    here = (await sign_in_with(api, kept))["data"]["finishPasskeySignIn"]
+    lost_id = next(
+        p["id"]
+        for p in (await api.gql(MY_PASSKEYS, token=here["accessToken"]))["data"]["myPasskeys"]
+        if p["name"] == "Passkey 1"
+    )
+    read = sessions_module.refresh_state
+
+    async def removed_meanwhile(key: Any) -> Any:
+        state = await read(key)
+        monkeypatch.setattr(sessions_module, "refresh_state", read)
+        removed = await api.gql(REMOVE, {"id": lost_id}, token=here["accessToken"])
+        assert removed["data"]["removePasskey"] is True, removed
+        return state
+
+    monkeypatch.setattr(sessions_module, "refresh_state", removed_meanwhile)
+    assert code(await api.refresh(on_the_lost_device["refreshToken"])) == "TOKEN_REVOKED"
+    assert not await AuditEvent.filter(kind="refresh_reuse_detected").exists()
