@@ -106,8 +106,8 @@ class Panel:
 
 
 @contextmanager
-def passkey_panel(server: LiveServer) -> Iterator[Panel]:
-    """Chromium with a virtual authenticator, on the server's GraphiQL page at localhost."""
+def passkey_panel(server: LiveServer, host: str = "localhost") -> Iterator[Panel]:
+    """Chromium with a virtual authenticator, on the server's GraphiQL page at `host`."""
     sync_playwright = _playwright_or_skip()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -119,7 +119,7 @@ def passkey_panel(server: LiveServer) -> Iterator[Panel]:
             cdp = context.new_cdp_session(page)
             cdp.send("WebAuthn.enable")
             added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})
-            page.goto(f"http://localhost:{server.port}/graphql")
+            page.goto(f"http://{host}:{server.port}/graphql")
             page.wait_for_selector(".graphiql-query-editor .CodeMirror", timeout=20_000)
             yield Panel(page, cdp, added["authenticatorId"], problems)
         finally:
@@ -247,3 +247,13 @@ def test_an_admin_who_must_use_a_second_factor_can_use_a_passkey(tmp_path: Path)
                 timeout=10_000,
             )
     assert panel.problems == [], panel.problems
+
+
+def test_graphiql_on_an_ip_address_says_where_passkeys_work(tmp_path: Path) -> None:
+    # The server's default host is 127.0.0.1, where browsers refuse WebAuthn: the panel says
+    # to open the same page on localhost instead of failing with a SecurityError.
+    with passkey_server(tmp_path) as server, passkey_panel(server, "127.0.0.1") as panel:
+        line = panel.press("#gg-passkey-signin")
+        assert "IP address" in line, line
+        assert f"http://localhost:{server.port}/graphql" in line, line
+        assert panel.problems == []

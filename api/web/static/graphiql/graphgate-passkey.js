@@ -36,6 +36,16 @@
   }
 
   function ready() {
+    // Browsers refuse WebAuthn on an IP address (127.0.0.1, the server's default host):
+    // the same server answers on localhost, the development relying party.
+    const host = window.location.hostname;
+    if (/^[0-9.]+$/.test(host) || host.includes(':') || host.startsWith('[')) {
+      const port = window.location.port ? `:${window.location.port}` : '';
+      throw new Error(
+        `passkeys need a domain name, not an IP address: open ` +
+          `${window.location.protocol}//localhost${port}${window.location.pathname}`
+      );
+    }
     if (!supported()) throw new Error(MISSING);
   }
 
