@@ -8,6 +8,7 @@ import json
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,19 +212,34 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default
 
 def _dev_secrets(data_dir: Path) -> dict[str, str]:
     """Generate (once) and keep the development secrets under the data folder."""
-    path = data_dir / "dev-secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
-        return stored
-    data_dir.mkdir(parents=True, exist_ok=True)
     values = {
         "JWT_SECRET": secrets.token_urlsafe(48),
         "JWT_REFRESH_SECRET": secrets.token_urlsafe(48),
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(values, handle)
-    return values
+    stored: dict[str, str] = json.loads(
+        _written_once(data_dir / "dev-secrets.json", json.dumps(values))
+    )
+    return stored
+
+
+def _written_once(path: Path, content: str) -> str:
+    """The file's content; written with `content` first if missing. Whole or not at all: two
+    processes starting at once on one DATA_DIR (workers, replicas) read the same content,
+    never a file the other is still writing."""
+    if path.exists():
+        return path.read_text(encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp's mode is 0600
+            handle.write(content)
+        try:
+            os.link(temporary, path)  # atomic, and refuses to replace: the first one wins
+        except FileExistsError:
+            return path.read_text(encoding="utf-8")
+        return content
+    finally:
+        os.unlink(temporary)
 
 
 _HOSTNAME = re.compile(
@@ -288,18 +304,8 @@ def _is_ip(value: str) -> bool:
 
 def _dev_mfa_key(data_dir: Path) -> str:
     """The development MFA_ENCRYPTION_KEY, generated once into its own file under DATA_DIR."""
-    path = data_dir / "dev-mfa-key"
-    if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker wrote it first
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key)
-    return key
+    return _written_once(data_dir / "dev-mfa-key", key).strip()
 
 
 def _mfa_keys(raw: str) -> tuple[str, ...]:

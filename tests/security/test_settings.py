@@ -204,3 +204,55 @@ def test_production_refuses_to_start_without_public_url_and_metrics_token(missin
     with pytest.raises(SettingsError, match=missing):
         settings(**env, **{missing: "  "})
     assert settings(**env, **{missing: PRODUCTION_NEEDS[missing]}).is_production
+
+
+def test_a_start_never_reads_the_generated_secrets_half_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Workers and replicas started at once on a fresh DATA_DIR: one reads the development
+    # secrets and MFA key while another is still writing them. The first writer is slowed
+    # down here; the second start must still read whole files, the same as the first.
+    import threading
+    import time
+
+    import api.settings as module
+
+    real_fdopen = os.fdopen
+    first = threading.Event()
+
+    class Slow:
+        def __init__(self, handle: Any) -> None:
+            self._handle = handle
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._handle.close()
+
+        def write(self, text: str) -> int:
+            time.sleep(0.3)
+            return int(self._handle.write(text))
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        handle = real_fdopen(fd, *args, **kwargs)
+        if first.is_set():
+            return handle
+        first.set()
+        return Slow(handle)
+
+    monkeypatch.setattr(module.os, "fdopen", fdopen)
+    found: list[Any] = []
+
+    def start() -> None:
+        loaded = load_settings({"DATA_DIR": str(tmp_path)}, env_file=None)
+        found.append((loaded.jwt_secret, loaded.jwt_refresh_secret, loaded.mfa_encryption_key))
+
+    slow = threading.Thread(target=start)
+    slow.start()
+    first.wait(5)
+    start()  # while the first is writing
+    slow.join(10)
+    assert len(found) == 2 and found[0] == found[1], found
+    assert all(key for key in found[0][2])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dev-mfa-key", "dev-secrets.json"]
