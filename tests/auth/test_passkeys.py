@@ -15,7 +15,7 @@ from api.auth import sessions as sessions_module
 from api.clock import FrozenClock
 from api.db.models import AuditEvent, Passkey, PasskeyChallenge, User
 from api.settings import SettingsError, load_settings
-from tests.helpers.api import QueryCounter, StartApi, make_admin
+from tests.helpers.api import Api, QueryCounter, StartApi, make_admin
 from tests.helpers.graphql import LOGIN, code, field
 from tests.helpers.mfa import RESET, STATUS, amr, enrol, mfa_token, totp_code
 from tests.helpers.webauthn import (
@@ -571,10 +571,9 @@ async def test_an_unknown_email_costs_the_same_statements_as_a_known_one(
     assert shapes[0] == shapes[1], shapes
 
 
-async def test_removing_a_passkey_ends_the_sessions_it_signed_in(
-    start_api: StartApi, clock: FrozenClock
-) -> None:
-    api = await start_api(clock=clock)
+async def two_devices(api: Api) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """Ada with two passkeys, each signed in on its device: her password sign-in's access
+    token, the lost device's pair, this device's pair, and the lost passkey's id."""
     password_token, lost = await with_passkey(api)
     kept = SoftPasskey()
     await add_passkey(api, password_token, kept)
@@ -585,6 +584,14 @@ async def test_removing_a_passkey_ends_the_sessions_it_signed_in(
         for p in (await api.gql(MY_PASSKEYS, token=here["accessToken"]))["data"]["myPasskeys"]
         if p["name"] == "Passkey 1"
     )
+    return password_token, on_the_lost_device, here, lost_id
+
+
+async def test_removing_a_passkey_ends_the_sessions_it_signed_in(
+    start_api: StartApi, clock: FrozenClock
+) -> None:
+    api = await start_api(clock=clock)
+    password_token, on_the_lost_device, here, lost_id = await two_devices(api)
     removed = await api.gql(REMOVE, {"id": lost_id}, token=here["accessToken"])
     assert removed["data"]["removePasskey"] is True
     # The lost device's session ends, access and refresh; the others go on.
@@ -603,16 +610,7 @@ async def test_a_refresh_racing_the_removal_is_revoked_not_reuse(
     # between the refresh's read and its compare-and-set. The session ended, so the answer is
     # TOKEN_REVOKED; REFRESH_TOKEN_REUSED (and its audit event) would say a token was stolen.
     api = await start_api(clock=clock)
-    password_token, lost = await with_passkey(api)
-    kept = SoftPasskey()
-    await add_passkey(api, password_token, kept)
-    on_the_lost_device = (await sign_in_with(api, lost))["data"]["finishPasskeySignIn"]
-    here = (await sign_in_with(api, kept))["data"]["finishPasskeySignIn"]
-    lost_id = next(
-        p["id"]
-        for p in (await api.gql(MY_PASSKEYS, token=here["accessToken"]))["data"]["myPasskeys"]
-        if p["name"] == "Passkey 1"
-    )
+    password_token, on_the_lost_device, here, lost_id = await two_devices(api)
     read = sessions_module.refresh_state
 
     async def removed_meanwhile(key: Any) -> Any:
