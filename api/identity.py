@@ -69,6 +69,11 @@ class ClientInfo:
     ip: str | None = None
     user_agent: str | None = None
 
+    @property
+    def stored_user_agent(self) -> str | None:
+        """The User-Agent as the tables keep it (and compare it): at most 500 characters."""
+        return self.user_agent[:500] if self.user_agent else None
+
 
 def parse_id(raw: str) -> uuid.UUID | None:
     """A UUID (a user's or a session's id), or None for anything else: callers answer

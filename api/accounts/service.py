@@ -13,7 +13,7 @@ from tortoise.exceptions import IntegrityError
 from api.accounts.actions import ActionTokens
 from api.addresses import is_plain_address
 from api.auth.audit import AuditLog
-from api.auth.fresh import FreshAuth, signed_in_from
+from api.auth.fresh import FreshAuth, password_check
 from api.auth.mfa_tokens import MfaTokens
 from api.auth.passwords import PasswordHasher, check_password
 from api.auth.ratelimit import RateLimiter
@@ -29,7 +29,6 @@ from api.errors import (
     InvalidCredentialsError,
     MfaRequiredError,
     NotFoundError,
-    RateLimitedError,
 )
 from api.identity import AccessClaims, ClientInfo
 from api.infra.metrics import Metrics
@@ -162,24 +161,20 @@ class AccountService:
         is returned as a `Verified`, which `login` re-checks against the locked row."""
         email = normalise_email(email)
         check_password(password)
-        try:
-            attempt = self._limiter.password_attempt(
-                email, client.ip, lambda: signed_in_from(email, client.ip)
-            )
-            async with attempt as counted:
-                user = await User.get_or_none(email=email)
-                if user is None:
-                    # Same cost as a wrong password, so timing does not reveal which emails exist.
-                    await self._hasher.dummy_verify()
+        check = password_check(
+            self._limiter, self._audit, email, client, refused="login_rate_limited"
+        )
+        async with check as counted:
+            user = await User.get_or_none(email=email)
+            if user is None:
+                # Same cost as a wrong password, so timing does not reveal which emails exist.
+                await self._hasher.dummy_verify()
+                counted.failed()
+                ok, new_hash = False, None
+            else:
+                ok, new_hash = await self._hasher.verify(password, user.password_hash)
+                if not ok:
                     counted.failed()
-                    ok, new_hash = False, None
-                else:
-                    ok, new_hash = await self._hasher.verify(password, user.password_hash)
-                    if not ok:
-                        counted.failed()
-        except RateLimitedError:
-            await self._audit.record("login_rate_limited", ip=client.ip)
-            raise
         if user is None or not ok:
             detail = "unknown email" if user is None else None
             await self._audit.record(

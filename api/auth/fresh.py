@@ -8,9 +8,12 @@ their password; past FRESH_AUTH_MAX_AGE the password must come with the request.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from api.auth.audit import AuditLog
 from api.auth.passwords import PasswordHasher, check_password
-from api.auth.ratelimit import RateLimiter
+from api.auth.ratelimit import PasswordAttempt, RateLimiter
 from api.auth.second_factor import SecondFactor, check_code_input
 from api.clock import Clock
 from api.db.connection import atomic, locked
@@ -22,6 +25,31 @@ from api.identity import ClientInfo
 async def signed_in_from(email: str, ip: str | None) -> bool:
     """Whether this account has a session (live or recent) from this IP: its owner's."""
     return ip is not None and await Session.filter(user__email=email, ip=ip).exists()
+
+
+@contextlib.asynccontextmanager
+async def password_check(
+    limiter: RateLimiter,
+    audit: AuditLog,
+    email: str,
+    client: ClientInfo,
+    *,
+    refused: str,
+    user_id: object = None,
+) -> AsyncIterator[PasswordAttempt]:
+    """One reserved check of a password (or a code, or a passkey) for `email`, under the
+    per-email and per-IP limits (`RateLimiter.password_attempt`; past the email's own budget,
+    an IP the account signed in from keeps one of its own); a refusal is audited as `refused`
+    before RATE_LIMITED goes on. Call `failed()` on what it yields when the check failed."""
+    try:
+        attempt = limiter.password_attempt(
+            email, client.ip, lambda: signed_in_from(email, client.ip)
+        )
+        async with attempt as counted:
+            yield counted
+    except RateLimitedError:
+        await audit.record(refused, user_id=user_id, ip=client.ip)
+        raise
 
 
 class FreshAuth:
@@ -84,17 +112,10 @@ class FreshAuth:
         """Verify a signed-in user's password under the same limits as `login` (per IP, per
         email, reserved before hashing): a stolen access token cannot guess it forever."""
         check_password(password, field)
-        try:
-            attempt = self._limiter.password_attempt(
-                user.email, client.ip, lambda: signed_in_from(user.email, client.ip)
-            )
-            async with attempt as counted:
-                ok, _ = await self._hasher.verify(password, user.password_hash)
-                if not ok:
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("password_rate_limited", user_id=user.id, ip=client.ip)
-            raise
+        async with self._check(user, client) as counted:
+            ok, _ = await self._hasher.verify(password, user.password_hash)
+            if not ok:
+                counted.failed()
         if not ok:
             await self._audit.record(failure_kind, user_id=user.id, ip=client.ip)
             raise InvalidCredentialsError(message)
@@ -103,19 +124,24 @@ class FreshAuth:
         """A TOTP or recovery code of the signed-in user, under the password limits; the code
         is spent (a TOTP step, a recovery code) in its own transaction on the locked row."""
         check_code_input(code)
-        try:
-            attempt = self._limiter.password_attempt(
-                user.email, client.ip, lambda: signed_in_from(user.email, client.ip)
-            )
-            async with attempt as counted:
-                async with atomic() as conn:
-                    row = await locked(User, user.id, conn)
-                    method = None if row is None else await self._factor.verify(row, code, conn)
-                if method is None:
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("password_rate_limited", user_id=user.id, ip=client.ip)
-            raise
+        async with self._check(user, client) as counted:
+            async with atomic() as conn:
+                row = await locked(User, user.id, conn)
+                method = None if row is None else await self._factor.verify(row, code, conn)
+            if method is None:
+                counted.failed()
         if method is None:
             await self._audit.record("code_confirm_failed", user_id=user.id, ip=client.ip)
             raise InvalidCredentialsError("The code is wrong.")
+
+    def _check(
+        self, user: User, client: ClientInfo
+    ) -> contextlib.AbstractAsyncContextManager[PasswordAttempt]:
+        return password_check(
+            self._limiter,
+            self._audit,
+            user.email,
+            client,
+            refused="password_rate_limited",
+            user_id=user.id,
+        )

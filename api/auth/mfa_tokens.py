@@ -58,7 +58,7 @@ class MfaTokens:
             token_hash=_hash(token),
             proof=proof_of(user.password_hash),
             ip=client.ip,
-            user_agent=client.user_agent[:500] if client.user_agent else None,
+            user_agent=client.stored_user_agent,
             device=device[:200] if device else None,
             created_at=to_datetime(now),
             expires_at=to_datetime(now + self._ttl),
@@ -96,7 +96,7 @@ class MfaTokens:
             row.used_at is None
             and self._clock() < row.expires_at.timestamp()
             and row.ip == client.ip
-            and row.user_agent == (client.user_agent[:500] if client.user_agent else None)
+            and row.user_agent == client.stored_user_agent
         )
 
     async def failed(self, row: MfaChallenge, conn: BaseDBAsyncClient) -> bool:

@@ -32,10 +32,6 @@ def _hash(challenge_id: str) -> str:
     return hashlib.sha256(challenge_id.encode()).hexdigest()
 
 
-def _user_agent(client: ClientInfo) -> str | None:
-    return client.user_agent[:500] if client.user_agent else None
-
-
 def spent_challenge() -> InvalidCredentialsError:
     return InvalidCredentialsError(
         "The passkey challenge is unknown, used or expired: start again."
@@ -71,7 +67,7 @@ class PasskeyChallenges:
             email=email,
             user_verification=user_verification,
             ip=client.ip,
-            user_agent=_user_agent(client),
+            user_agent=client.stored_user_agent,
             created_at=to_datetime(now),
             expires_at=to_datetime(now + CEREMONY_SECONDS),
         )
@@ -94,7 +90,7 @@ class PasskeyChallenges:
         if not spent:
             raise spent_challenge()
         if row.purpose != REGISTER and (
-            row.ip != client.ip or row.user_agent != _user_agent(client)
+            row.ip != client.ip or row.user_agent != client.stored_user_agent
         ):
             raise spent_challenge()  # a challenge carried to another client is dead
         return row, base64url_to_bytes(row.challenge)

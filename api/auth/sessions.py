@@ -105,7 +105,7 @@ class SessionService:
             id=uuid.uuid4(),
             user=user,
             device=device[:200] if device else None,
-            user_agent=client.user_agent[:500] if client.user_agent else None,
+            user_agent=client.stored_user_agent,
             ip=client.ip,
             created_at=to_datetime(iat),
             last_used_at=to_datetime(iat),

@@ -13,7 +13,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 
 from api.auth import totp
 from api.auth.audit import AuditLog
-from api.auth.fresh import FreshAuth, signed_in_from
+from api.auth.fresh import FreshAuth, password_check
 from api.auth.mfa_tokens import MfaTokens
 from api.auth.ratelimit import RateLimiter
 from api.auth.second_factor import SecondFactor, check_code_input
@@ -25,7 +25,6 @@ from api.db.reads import UserView
 from api.errors import (
     BadUserInputError,
     InvalidCredentialsError,
-    RateLimitedError,
     TokenRevokedError,
 )
 from api.identity import AccessClaims, ClientInfo
@@ -111,17 +110,13 @@ class MfaEnrolment:
         # A wrong first code is a wrong code like any other: it counts against the email (and
         # the IP), reserved before the check, so a stolen session cannot guess the code of a
         # pending secret from many addresses, turn it on and take its recovery codes.
-        try:
-            attempt = self._limiter.password_attempt(
-                email, client.ip, lambda: signed_in_from(email, client.ip)
-            )
-            async with attempt as counted:
-                ok, codes, user = await self._confirm(caller, code, client)
-                if not ok:
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("mfa_rate_limited", user_id=owner.id, ip=client.ip)
-            raise
+        check = password_check(
+            self._limiter, self._audit, email, client, refused="mfa_rate_limited", user_id=owner.id
+        )
+        async with check as counted:
+            ok, codes, user = await self._confirm(caller, code, client)
+            if not ok:
+                counted.failed()
         if not ok:
             await self._audit.record("totp_confirm_failed", user_id=user.id, ip=client.ip)
             raise InvalidCredentialsError("The code is wrong: enter the one the app shows now.")

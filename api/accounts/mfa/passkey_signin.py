@@ -24,7 +24,7 @@ from webauthn.helpers.structs import AuthenticationCredential
 from api.accounts.mfa.passkeys import credential_ids, require_passkeys, user_handle
 from api.accounts.service import normalise_email
 from api.auth.audit import AuditLog
-from api.auth.fresh import signed_in_from
+from api.auth.fresh import password_check
 from api.auth.mfa_tokens import MfaTokens, spent_error
 from api.auth.passkey_challenges import (
     SECOND_FACTOR,
@@ -41,13 +41,13 @@ from api.errors import (
     AccountDisabledError,
     BadUserInputError,
     InvalidCredentialsError,
-    RateLimitedError,
 )
 from api.identity import ClientInfo
 from api.infra.metrics import Metrics
 from api.settings import Settings
 
 WRONG = "The passkey was not accepted."
+RATE_LIMITED = "passkey_rate_limited"  # the audit event of a refusal by the limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,20 +157,15 @@ class PasskeySignIn:
             # Unknown, or another account's passkey than the ceremony is for.
             await self._unknown(row, client)
         email = owner.email
-        outcome: IssuedPair | Failure = Failure("wrong")
-        try:
-            attempt = self._limiter.password_attempt(
-                email, client.ip, lambda: signed_in_from(email, client.ip)
+        check = password_check(
+            self._limiter, self._audit, email, client, refused=RATE_LIMITED, user_id=owner.id
+        )
+        async with check as counted:
+            outcome = await self._attempt(
+                row, challenge, passkey.id, owner.id, parsed, device, client
             )
-            async with attempt as counted:
-                outcome = await self._attempt(
-                    row, challenge, passkey.id, owner.id, parsed, device, client
-                )
-                if isinstance(outcome, Failure):
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("passkey_rate_limited", user_id=owner.id, ip=client.ip)
-            raise
+            if isinstance(outcome, Failure):
+                counted.failed()
         if isinstance(outcome, Failure):
             self._metrics.logins.labels(outcome="failed").inc()
             raise InvalidCredentialsError(
@@ -185,19 +180,19 @@ class PasskeySignIn:
         """Refuse a passkey that is not (or not this ceremony's account's). After an email it
         counts against that address, known or not, as a wrong password for an unknown
         address does: a limit reached only by addresses with passkeys would tell them apart."""
-        address = row.email
-        try:
-            if address is None:
-                await self._limiter.hit_ip(client.ip)
-            else:
-                attempt = self._limiter.password_attempt(
-                    address, client.ip, lambda: signed_in_from(address, client.ip)
-                )
-                async with attempt as counted:
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("passkey_rate_limited", user_id=row.user_id, ip=client.ip)
-            raise
+        if row.email is None:
+            await self._limiter.hit_ip(client.ip)
+        else:
+            check = password_check(
+                self._limiter,
+                self._audit,
+                row.email,
+                client,
+                refused=RATE_LIMITED,
+                user_id=row.user_id,
+            )
+            async with check as counted:
+                counted.failed()
         await self._audit.record(
             "passkey_sign_in_failed",
             user_id=row.user_id,

@@ -8,7 +8,7 @@ user's locked row: of two requests with one token (or one recovery code), one wi
 from __future__ import annotations
 
 from api.auth.audit import AuditLog
-from api.auth.fresh import signed_in_from
+from api.auth.fresh import password_check
 from api.auth.mfa_tokens import MfaTokens, spent_error
 from api.auth.ratelimit import RateLimiter
 from api.auth.second_factor import SecondFactor, check_code_input
@@ -16,7 +16,7 @@ from api.auth.sessions import IssuedPair, SessionService
 from api.clock import Clock, to_datetime
 from api.db.connection import atomic, locked
 from api.db.models import User
-from api.errors import AccountDisabledError, InvalidCredentialsError, RateLimitedError
+from api.errors import AccountDisabledError, InvalidCredentialsError
 from api.identity import ClientInfo
 from api.infra.metrics import Metrics
 
@@ -54,18 +54,18 @@ class MfaSignIn:
         if challenge is None or email is None:
             await self._limiter.hit_ip(client.ip)
             raise spent_error()
-        outcome: IssuedPair | str = "wrong"
-        try:
-            attempt = self._limiter.password_attempt(
-                email, client.ip, lambda: signed_in_from(email, client.ip)
-            )
-            async with attempt as counted:
-                outcome = await self._attempt(challenge.id, challenge.user_id, code, device, client)
-                if not isinstance(outcome, IssuedPair):
-                    counted.failed()
-        except RateLimitedError:
-            await self._audit.record("mfa_rate_limited", user_id=challenge.user_id, ip=client.ip)
-            raise
+        check = password_check(
+            self._limiter,
+            self._audit,
+            email,
+            client,
+            refused="mfa_rate_limited",
+            user_id=challenge.user_id,
+        )
+        async with check as counted:
+            outcome = await self._attempt(challenge.id, challenge.user_id, code, device, client)
+            if not isinstance(outcome, IssuedPair):
+                counted.failed()
         if isinstance(outcome, IssuedPair):
             self._metrics.logins.labels(outcome="ok").inc()
             return outcome
